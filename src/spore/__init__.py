@@ -1,0 +1,1 @@
+"""spore: trust nothing that is not verified."""

@@ -1,0 +1,190 @@
+"""The `spore` command.
+
+    spore swarm run         a whole local network (validator + peers as processes)
+    spore swarm peer        join a run in a store as a peer
+    spore swarm validator   open (or resume) a run and validate it
+    spore swarm keygen      write a new identity file
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _at_window(text: str) -> tuple[int, int]:
+    """PEER@WINDOW, e.g. 2@3."""
+    try:
+        a, b = text.split("@")
+        i, w = int(a), int(b)
+        if i < 0 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PEER@WINDOW (e.g. 2@3, window >= 1)") from None
+    return i, w
+
+
+def _preset(text: str) -> str:
+    from spore.model import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spore.model import DEFAULT_PRESET
+
+    parser = argparse.ArgumentParser(prog="spore", description="trust nothing that is not verified")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    top = parser.add_subparsers(dest="command", required=True)
+
+    swarm = top.add_parser("swarm", help="permissionless SparseLoCo training").add_subparsers(
+        dest="swarm_command", required=True
+    )
+
+    run = swarm.add_parser("run", help="run a whole network locally as separate processes")
+    run.add_argument("--peers", type=_positive_int, default=3)
+    run.add_argument("--windows", type=_positive_int, default=None, help="default: the preset's")
+    run.add_argument("--preset", type=_preset, default=DEFAULT_PRESET)
+    run.add_argument("--out", type=Path, default=Path("runs/swarm"))
+    run.add_argument("--store", default=None, help="store URL (default: OUT/store); s3://bucket/prefix?endpoint=...")
+    run.add_argument("--window-seconds", type=_positive_float, default=None, help="default: the preset's")
+    run.add_argument("--aggregation", choices=["all", "chosen"], default="all")
+    run.add_argument("--outer-lr", type=_positive_float, default=None)
+    run.add_argument("--late", type=_at_window, action="append", default=[], metavar="PEER@WINDOW",
+                     help="start this peer only when this window opens (repeatable)")
+    run.add_argument("--crash", type=_at_window, action="append", default=[], metavar="PEER@WINDOW",
+                     help="SIGKILL this peer when this window opens and restart it one window later")
+
+    peer = swarm.add_parser("peer", help="join a run as a peer")
+    peer.add_argument("--store", required=True)
+    peer.add_argument("--validator", required=True, help="the run validator's id (64 hex digits)")
+    peer.add_argument("--key", type=Path, required=True, help="identity file (created if missing)")
+    peer.add_argument("--workdir", type=Path, required=True)
+    peer.add_argument("--wait", type=_positive_float, default=300.0, help="seconds to wait for the run")
+
+    val = swarm.add_parser("validator", help="open a run (or --resume one) and validate it")
+    val.add_argument("--store", required=True)
+    val.add_argument("--key", type=Path, required=True)
+    val.add_argument("--out", type=Path, required=True)
+    val.add_argument("--preset", type=_preset, default=DEFAULT_PRESET)
+    val.add_argument("--windows", type=_positive_int, default=None)
+    val.add_argument("--window-seconds", type=_positive_float, default=None)
+    val.add_argument("--grace-seconds", type=_positive_float, default=None)
+    val.add_argument("--min-peers", type=int, default=0)
+    val.add_argument("--aggregation", choices=["all", "chosen"], default="all")
+    val.add_argument("--outer-lr", type=_positive_float, default=None)
+    val.add_argument("--resume", action="store_true", help="continue the run this key opened in STORE")
+
+    kg = swarm.add_parser("keygen", help="write a new identity file and print its id")
+    kg.add_argument("path", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "swarm":
+            return _swarm(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, TimeoutError) as e:
+        print(f"spore: error: {e}", file=sys.stderr)
+        return 2
+    parser.error("unknown command")
+    return 2
+
+
+def _swarm(args: argparse.Namespace) -> int:
+    from spore.model import get_preset
+    from spore.swarm.identity import Identity, parse_id
+    from spore.swarm.store import open_store
+
+    if args.swarm_command == "keygen":
+        if args.path.exists():
+            raise ValueError(f"{args.path} exists; refusing to overwrite an identity")
+        ident = Identity.generate()
+        ident.save(args.path)
+        print(ident.hex)
+        return 0
+
+    if args.swarm_command == "run":
+        from spore.swarm.runner import PeerPlan, run_network
+
+        preset = get_preset(args.preset)
+        windows = args.windows or preset.windows
+        plans = {i: PeerPlan(i) for i in range(args.peers)}
+        for i, w in args.late:
+            if i >= args.peers:
+                raise ValueError(f"--late {i}@{w}: there are only {args.peers} peers (0..{args.peers - 1})")
+            plans[i].join_window = w
+        for i, w in args.crash:
+            if i >= args.peers:
+                raise ValueError(f"--crash {i}@{w}: there are only {args.peers} peers (0..{args.peers - 1})")
+            plans[i].crash_window, plans[i].restart_window = w, w + 1
+        summary = run_network(
+            peers=args.peers, windows=windows, preset=args.preset, out=args.out, store_url=args.store,
+            window_seconds=args.window_seconds, aggregation=args.aggregation, outer_lr=args.outer_lr,
+            plans=list(plans.values()),
+        )
+        return 0 if summary["theta_consistent"] else 1
+
+    store = open_store(args.store)
+    if args.swarm_command == "peer":
+        from spore.swarm.peer import join
+
+        validator = parse_id(args.validator)
+        ident = Identity.load_or_create(args.key)
+        peer = join(store, ident, validator, args.workdir, args.wait)
+        peer.run()
+        return 0
+
+    if args.swarm_command == "validator":
+        from spore.data import load_corpus
+        from spore.swarm.validator import Validator, new_manifest, resume
+
+        ident = Identity.load_or_create(args.key)
+        if args.resume:
+            v = resume(store, ident, args.out)
+        else:
+            preset = get_preset(args.preset)
+            corpus = load_corpus()
+            ws = args.window_seconds or preset.window_seconds
+            manifest = new_manifest(
+                ident, preset, windows=args.windows or preset.windows, window_seconds=ws,
+                grace_seconds=args.grace_seconds or min(1.0, ws / 8), corpus_digest=corpus.digest,
+                aggregation=args.aggregation, outer_lr=args.outer_lr,
+            )
+            v = Validator.open_run(store, ident, manifest, args.out, corpus, min_peers=args.min_peers)
+        v.run()
+        return 0
+    return 2

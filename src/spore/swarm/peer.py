@@ -1,0 +1,206 @@
+"""A SparseLoCo peer: train on your slice, publish a compressed update, apply the aggregate.
+
+Per window w, starting from the shared theta(w) (spec section 1):
+
+    H inner AdamW steps on peer_batches(run_seed, my id, w)  -> theta_r
+    pseudo_gradient = theta(w) - theta_r
+    update, residual = error_feedback_step(residual, pseudo_gradient)
+    upload the signed update before deadline(w)
+    after gather_time(w): theta(w+1) = theta(w) - alpha * Aggregate(valid submissions)
+
+The peer keeps its error-feedback residual and inner optimizer state in its
+work folder, so a restarted peer resumes where it stopped; theta itself is
+always re-derived from the store (checkpoint + replay), never trusted from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spore import model as M
+from spore.data import peer_batches
+from spore.swarm import codec, wire
+from spore.swarm.identity import Identity
+from spore.swarm.protocol import (
+    RUN_KEY,
+    RunManifest,
+    peer_key,
+    sign_json,
+    sleep_until,
+    status_key,
+    update_key,
+)
+from spore.swarm.replica import Replica, fetch_manifest
+from spore.swarm.store import Store, wait_for
+
+log = logging.getLogger("spore.swarm.peer")
+
+
+@dataclass
+class WindowResult:
+    window: int
+    train_loss: float | None
+    uploaded: bool
+    bytes_sent: int
+    note: str = ""
+
+
+class Peer:
+    def __init__(self, store: Store, identity: Identity, manifest: RunManifest, workdir: Path) -> None:
+        self.store = store
+        self.identity = identity
+        self.manifest = manifest
+        self.workdir = workdir
+        self.replica = Replica(store, manifest)
+        t = manifest.train
+        self.optimizer = torch.optim.AdamW(
+            self.replica.model.parameters(), lr=t.inner_lr, betas=t.betas, weight_decay=t.weight_decay
+        )
+        self.residual = [torch.zeros_like(p) for p in self.replica.params()]
+        self.last_train_seconds: float | None = None
+        self._load_state()
+
+    # -- local state (error feedback and inner optimizer survive a restart) --
+
+    @property
+    def state_path(self) -> Path:
+        return self.workdir / "state.pt"
+
+    def _load_state(self) -> None:
+        if not self.state_path.exists():
+            return
+        try:
+            st = torch.load(self.state_path, weights_only=True)
+        except Exception as e:  # a torn or foreign file costs us the residual, nothing else
+            log.warning("ignoring unreadable peer state %s: %s", self.state_path, e)
+            return
+        if st.get("run_id") != self.manifest.run_id or st.get("peer") != self.identity.hex:
+            log.warning("peer state %s belongs to another run or key; starting fresh", self.state_path)
+            return
+        self.residual = [r.clone() for r in st["residual"]]
+        self.optimizer.load_state_dict(st["optimizer"])
+        log.info("resumed error feedback and optimizer state from window %d", st["window"])
+
+    def _save_state(self, window: int) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "run_id": self.manifest.run_id,
+                "peer": self.identity.hex,
+                "window": window,
+                "residual": self.residual,
+                "optimizer": self.optimizer.state_dict(),
+            },
+            tmp,
+        )
+        os.replace(tmp, self.state_path)
+
+    # -- one window -----------------------------------------------------------
+
+    def train(self, window: int) -> tuple[list[torch.Tensor], float]:
+        """H inner steps from theta(w); returns the pseudo-gradient and the mean loss.
+
+        The model is put back to theta(w) afterwards: only the aggregate moves it.
+        """
+        m, t, rep = self.manifest, self.manifest.train, self.replica
+        start = [p.detach().clone() for p in rep.params()]
+        batches = peer_batches(
+            rep.corpus, bytes.fromhex(m.run_seed), self.identity.id, window, t.inner_steps, t.batch_size, t.seq_len
+        )
+        losses = []
+        rep.model.train()
+        for batch in batches:
+            loss = M.lm_loss(rep.model, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rep.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            losses.append(float(loss))
+        pseudo_gradient = []
+        with torch.no_grad():
+            for p, p0 in zip(rep.params(), start, strict=True):
+                pseudo_gradient.append(p0 - p.detach())
+                p.copy_(p0)
+        return pseudo_gradient, sum(losses) / len(losses)
+
+    def make_update(self, window: int, pseudo_gradient: list[torch.Tensor]) -> bytes:
+        m = self.manifest
+        update, self.residual = codec.error_feedback_step(
+            self.residual, pseudo_gradient, m.train.beta, self.replica.plans, m.codec
+        )
+        header = wire.Header(
+            window, self.identity.id, self.replica.model_id, self.replica.digest(), m.codec, m.index_coding
+        )
+        return wire.encode(update, header, self.identity)
+
+    def work_window(self, window: int) -> WindowResult:
+        """Train and upload for `window` if there is time before its deadline."""
+        m = self.manifest
+        est = self.last_train_seconds
+        if est is not None and time.time() + est > m.deadline(window):
+            return WindowResult(window, None, False, 0, "not enough time left in the window")
+        t_start = time.time()
+        pseudo_gradient, loss = self.train(window)
+        payload = self.make_update(window, pseudo_gradient)
+        self.last_train_seconds = time.time() - t_start
+        if time.time() > m.deadline(window):
+            self._save_state(window)
+            return WindowResult(window, loss, False, 0, "missed the deadline; not uploaded")
+        self.store.put(update_key(window, self.identity.id), payload)
+        self._save_state(window)
+        return WindowResult(window, loss, True, len(payload))
+
+    def publish_status(self, window: int, result: WindowResult | None) -> None:
+        body = {
+            "window": window,
+            "peer": self.identity.hex,
+            "theta": self.replica.digest().hex(),
+            "train_loss": None if result is None else result.train_loss,
+            "uploaded": False if result is None else result.uploaded,
+            "bytes": 0 if result is None else result.bytes_sent,
+            "note": "" if result is None else result.note,
+            "time": time.time(),
+        }
+        self.store.put(status_key(window, self.identity.id), sign_json(body, self.identity))
+
+    # -- the whole run ----------------------------------------------------------
+
+    def run(self) -> None:
+        m, rep = self.manifest, self.replica
+        while True:
+            now_window = min(max(m.window_at(time.time()), 0), m.windows)
+            # Theta must be theta(now_window): everything before it is decided.
+            if rep.window < now_window:
+                sleep_until(m.gather_time(now_window - 1))
+                rep.catch_up(now_window)
+            if rep.window >= m.windows:
+                self.publish_status(rep.window, None)  # the final theta, for consistency checks
+                log.info("run finished at window %d", rep.window)
+                return
+            w = rep.window
+            sleep_until(m.open_time(w))  # an update stored before its window opens is rejected
+            result = self.work_window(w)
+            self.publish_status(w, result)
+            log.info(
+                "window %d: loss %s, %s (%d bytes) %s",
+                w, f"{result.train_loss:.4f}" if result.train_loss is not None else "-",
+                "uploaded" if result.uploaded else "not uploaded", result.bytes_sent, result.note,
+            )
+            sleep_until(m.gather_time(w))
+            rep.apply(rep.gather(w))
+
+
+def join(store: Store, identity: Identity, validator: bytes, workdir: Path, wait_seconds: float) -> Peer:
+    """Announce ourselves, wait for the run manifest, and build a peer on it."""
+    store.put(peer_key(identity.id), sign_json({"peer": identity.hex, "time": time.time()}, identity))
+    if wait_for(store, RUN_KEY, wait_seconds) is None:
+        raise TimeoutError(f"no run manifest appeared in {store.url} within {wait_seconds:.0f}s")
+    manifest = fetch_manifest(store, validator)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Peer(store, identity, manifest, workdir)

@@ -1,0 +1,321 @@
+"""`spore swarm run`: a whole network on one machine, as separate OS processes.
+
+The runner is only a launcher and an observer. It starts one validator and N
+peers (each `python -m spore swarm ...` with its own key), optionally starts
+some late or kills and restarts some mid-run, watches the store like any
+outsider would, prints progress, and writes the run folder:
+
+    DIR/summary.json   DIR/eval_loss.png   DIR/bytes.png
+    DIR/store/         (the default local store)     DIR/keys/   DIR/logs/
+    DIR/final_model/   (save_pretrained folder, written by the validator)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from spore.swarm.identity import Identity
+from spore.swarm.protocol import (
+    MAX_JSON_BYTES,
+    RUN_KEY,
+    ProtocolError,
+    RunManifest,
+    checkpoint_keys,
+    open_json,
+    record_key,
+    status_prefix,
+)
+from spore.swarm.store import Store, open_store
+
+
+@dataclass
+class PeerPlan:
+    index: int
+    join_window: int = 0  # start the process when this window opens
+    crash_window: int | None = None  # SIGKILL it when this window opens...
+    restart_window: int | None = None  # ...and start it again when this one opens
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    handle: TextIO | None = None
+    events: list[str] = field(default_factory=list)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.handle = open(self.log, "a")  # noqa: SIM115 - lives as long as the process
+        self.popen = subprocess.Popen(
+            self.argv, stdout=self.handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.popen is not None
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # One thread per process: N peers share the cores; results do not depend on it.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _read_signed(store: Store, key: str, signer: bytes | None) -> dict[str, Any] | None:
+    try:
+        body, _ = open_json(store.get(key, MAX_JSON_BYTES), signer=signer)
+        return body
+    except (ProtocolError, Exception):
+        return None
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def run_network(
+    *,
+    peers: int,
+    windows: int,
+    preset: str,
+    out: Path,
+    store_url: str | None = None,
+    window_seconds: float | None = None,
+    aggregation: str = "all",
+    outer_lr: float | None = None,
+    plans: list[PeerPlan] | None = None,
+    extra_validator_args: list[str] | None = None,
+    extra_peer_args: dict[int, list[str]] | None = None,
+    echo: TextIO = sys.stdout,
+) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    store_url = store_url or str(out / "store")
+    store = open_store(store_url)
+    if store.head(RUN_KEY) is not None:
+        raise ValueError(f"store {store_url} already holds a run; choose a new --out or --store")
+    env = _child_env()
+    py = [sys.executable, "-m", "spore", "swarm"]
+
+    validator_key = out / "keys" / "validator.key"
+    validator = Identity.load_or_create(validator_key)
+    peer_keys = [out / "keys" / f"peer-{i}.key" for i in range(peers)]
+    peer_ids = [Identity.load_or_create(k).hex for k in peer_keys]
+    plans = plans or [PeerPlan(i) for i in range(peers)]
+    by_index = {p.index: p for p in plans}
+    on_time = sum(1 for i in range(peers) if by_index.get(i, PeerPlan(i)).join_window == 0)
+
+    vargs = py + ["validator", "--store", store_url, "--key", str(validator_key), "--out", str(out),
+                  "--preset", preset, "--windows", str(windows), "--min-peers", str(on_time),
+                  "--aggregation", aggregation]
+    if window_seconds is not None:
+        vargs += ["--window-seconds", str(window_seconds)]
+    if outer_lr is not None:
+        vargs += ["--outer-lr", str(outer_lr)]
+    vargs += extra_validator_args or []
+    procs: dict[str, Proc] = {"validator": Proc("validator", vargs, out / "logs" / "validator.log")}
+    for i in range(peers):
+        argv = py + ["peer", "--store", store_url, "--validator", validator.hex, "--key", str(peer_keys[i]),
+                     "--workdir", str(out / "peers" / f"peer-{i}")] + (extra_peer_args or {}).get(i, [])
+        procs[f"peer-{i}"] = Proc(f"peer-{i}", argv, out / "logs" / f"peer-{i}.log")
+
+    started = time.time()
+    procs["validator"].start(env)
+    for i in range(peers):
+        if by_index.get(i, PeerPlan(i)).join_window == 0:
+            procs[f"peer-{i}"].start(env)
+    print(f"spore swarm: {peers} peers, {windows} windows, preset {preset}, store {store_url}", file=echo)
+
+    manifest: RunManifest | None = None
+    seen_records: dict[int, dict[str, Any]] = {}
+    try:
+        while True:
+            if manifest is None:
+                body = _read_signed(store, RUN_KEY, validator.id)
+                if body is not None:
+                    manifest = RunManifest.from_json(body)
+                    print(f"run {manifest.run_id} opened; window 0 starts in "
+                          f"{max(0.0, manifest.t0 - time.time()):.1f}s "
+                          f"(initial eval loss {manifest.extra['initial_eval_loss']:.4f})", file=echo)
+            if manifest is not None:
+                now_w = manifest.window_at(time.time())
+                for i, plan in by_index.items():
+                    proc = procs[f"peer-{i}"]
+                    if plan.join_window > 0 and now_w >= plan.join_window and proc.popen is None:
+                        proc.start(env)
+                        proc.events.append(f"joined at window {now_w}")
+                        print(f"  peer-{i} joins late at window {now_w}", file=echo)
+                    if plan.crash_window is not None and now_w >= plan.crash_window and proc.alive() \
+                            and not any(e.startswith("killed") for e in proc.events):
+                        proc.kill()
+                        proc.events.append(f"killed at window {now_w}")
+                        print(f"  peer-{i} killed (SIGKILL) at window {now_w}", file=echo)
+                    if plan.restart_window is not None and now_w >= plan.restart_window and not proc.alive() \
+                            and any(e.startswith("killed") for e in proc.events) \
+                            and not any(e.startswith("restarted") for e in proc.events):
+                        proc.start(env)
+                        proc.events.append(f"restarted at window {now_w}")
+                        print(f"  peer-{i} restarted at window {now_w}", file=echo)
+                for w in range(len(seen_records), windows):
+                    rec = _read_signed(store, record_key(w), validator.id)
+                    if rec is None:
+                        break
+                    seen_records[w] = rec
+                    sizes = [s["bytes"] for s in rec["submissions"]]
+                    print(
+                        f"window {w + 1}/{windows}  eval loss {rec['eval_loss']:.4f}  "
+                        f"submissions {len(sizes)}  rejected {len(rec['rejected'])}  "
+                        f"wire {_fmt_bytes(statistics.median(sizes)) if sizes else '-'}/peer",
+                        file=echo, flush=True,
+                    )
+            v = procs["validator"]
+            if not v.alive():
+                assert v.popen is not None
+                if v.popen.returncode != 0:
+                    raise RuntimeError(f"validator exited with {v.popen.returncode}; see {v.log}")
+                break
+            time.sleep(0.25)
+        # Peers finish on their own once the last window is decided.
+        wait_until = time.time() + 60
+        for p in procs.values():
+            while p.alive() and time.time() < wait_until:
+                time.sleep(0.1)
+    finally:
+        for p in procs.values():
+            p.kill()
+            if p.handle:
+                p.handle.close()
+
+    assert manifest is not None
+    summary = summarize(store, manifest, validator.id, peers=peers, peer_ids=peer_ids, procs=procs)
+    summary["wall_seconds"] = round(time.time() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, out)
+    print(
+        f"done: eval loss {summary['initial_eval_loss']:.4f} -> {summary['final_eval_loss']:.4f}, "
+        f"{_fmt_bytes(summary['wire_bytes_per_peer_window'])} per update vs "
+        f"{_fmt_bytes(summary['dense_fp32_bytes'])} dense ({summary['compression_ratio']:.1f}x), "
+        f"theta consistent: {summary['theta_consistent']}; wrote {out / 'summary.json'}",
+        file=echo,
+    )
+    return summary
+
+
+def summarize(
+    store: Store, m: RunManifest, validator: bytes, *, peers: int, peer_ids: list[str], procs: dict[str, Proc]
+) -> dict[str, Any]:
+    """Everything in summary.json comes from signed objects in the store."""
+    from spore import model as M
+    from spore.swarm import codec
+
+    records = [_read_signed(store, record_key(w), validator) for w in range(m.windows)]
+    missing = [w for w, r in enumerate(records) if r is None]
+    if missing:
+        raise RuntimeError(f"the validator published no record for windows {missing}")
+    ck0 = _read_signed(store, checkpoint_keys(0)[1], validator)
+    assert ck0 is not None
+    expected_theta = [ck0["theta"]] + [r["theta"] for r in records]  # type: ignore[index]
+
+    layout = M.parameter_layout(M.build_model(m.model))
+    dense = 4 * sum(c.numel for c in codec.plan_layout(layout, m.codec))
+    sizes = [s["bytes"] for r in records for s in r["submissions"]]  # type: ignore[index]
+    wire = statistics.median(sizes) if sizes else 0
+
+    per_window: list[dict[str, Any]] = []
+    consistent, reports = True, 0
+    mismatches: list[str] = []
+    for w in range(m.windows + 1):
+        statuses = []
+        for info in store.list(status_prefix(w)):
+            body = _read_signed(store, info.key, None)
+            if body is not None and info.key.endswith(f"{body.get('peer')}.json"):
+                statuses.append(body)
+        for s in statuses:
+            reports += 1
+            if s["theta"] != expected_theta[w]:
+                consistent = False
+                mismatches.append(f"peer {s['peer'][:12]} window {w}")
+        if w < m.windows:
+            rec = records[w]
+            assert rec is not None
+            losses = [s["train_loss"] for s in statuses if s.get("train_loss") is not None]
+            per_window.append({
+                "window": w,
+                "eval_loss": rec["eval_loss"],
+                "submissions": len(rec["submissions"]),
+                "rejected": [{"peer": x["peer"][:16], "reason": x["reason"]} for x in rec["rejected"]],
+                "train_loss_mean": statistics.fmean(losses) if losses else None,
+                "wire_bytes": [s["bytes"] for s in rec["submissions"]],
+                "peers_reporting": len(statuses),
+            })
+    return {
+        "run_id": m.run_id,
+        "preset": m.preset,
+        "peers": peers,
+        "windows": m.windows,
+        "window_seconds": m.window_seconds,
+        "parameters": dense // 4,
+        "initial_eval_loss": m.extra["initial_eval_loss"],
+        "final_eval_loss": records[-1]["eval_loss"],  # type: ignore[index]
+        "wire_bytes_per_peer_window": wire,
+        "dense_fp32_bytes": dense,
+        "compression_ratio": dense / wire if wire else 0.0,
+        "index_coding": "elias-fano" if m.index_coding == 1 else "plain-12bit",
+        "aggregation": m.aggregation,
+        "theta_consistent": consistent and reports > 0,
+        "theta_reports": reports,
+        "theta_mismatches": mismatches,
+        "peer_ids": peer_ids,
+        "events": {name: p.events for name, p in procs.items() if p.events},
+        "per_window": per_window,
+    }
+
+
+def plot(summary: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pw = summary["per_window"]
+    xs = [p["window"] + 1 for p in pw]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([0, *xs], [summary["initial_eval_loss"]] + [p["eval_loss"] for p in pw], marker="o")
+    ax.set_xlabel("window")
+    ax.set_ylabel("held-out loss (nats/byte)")
+    ax.set_title(f"spore swarm: {summary['peers']} peers, preset {summary['preset']}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "eval_loss.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    med = [statistics.median(p["wire_bytes"]) if p["wire_bytes"] else 0 for p in pw]
+    ax.bar(xs, med, label="SparseLoCo update (median per peer)")
+    ax.axhline(summary["dense_fp32_bytes"], color="C3", linestyle="--", label="dense fp32")
+    ax.set_yscale("log")
+    ax.set_xlabel("window")
+    ax.set_ylabel("bytes sent per peer")
+    ax.set_title(f"{summary['compression_ratio']:.0f}x smaller than dense")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "bytes.png", dpi=100)
+    plt.close(fig)
