@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from spore import model as M
-from spore.data import peer_batches
+from spore.data import Corpus, load_corpus, peer_batches
 from spore.swarm import codec, wire
 from spore.swarm.identity import Identity
 from spore.swarm.protocol import (
@@ -52,12 +52,14 @@ class WindowResult:
 
 
 class Peer:
-    def __init__(self, store: Store, identity: Identity, manifest: RunManifest, workdir: Path) -> None:
+    def __init__(
+        self, store: Store, identity: Identity, manifest: RunManifest, workdir: Path, corpus: Corpus | None = None
+    ) -> None:
         self.store = store
         self.identity = identity
         self.manifest = manifest
         self.workdir = workdir
-        self.replica = Replica(store, manifest)
+        self.replica = Replica(store, manifest, corpus)
         t = manifest.train
         self.optimizer = torch.optim.AdamW(
             self.replica.model.parameters(), lr=t.inner_lr, betas=t.betas, weight_decay=t.weight_decay
@@ -121,7 +123,7 @@ class Peer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rep.model.parameters(), t.grad_clip)
             self.optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         pseudo_gradient = []
         with torch.no_grad():
             for p, p0 in zip(rep.params(), start, strict=True):
@@ -197,10 +199,18 @@ class Peer:
 
 
 def join(store: Store, identity: Identity, validator: bytes, workdir: Path, wait_seconds: float) -> Peer:
-    """Announce ourselves, wait for the run manifest, and build a peer on it."""
+    """Get ready, announce ourselves, wait for the run manifest, and build a peer on it.
+
+    The slow preparation (reading the corpus, importing the model code) comes
+    before the announcement, so that a validator waiting for announced peers
+    starts window 0 when they can actually train in it.
+    """
+    corpus = load_corpus()
+    import transformers.models.llama.modeling_llama  # noqa: F401  (slow import, done early)
+
     store.put(peer_key(identity.id), sign_json({"peer": identity.hex, "time": time.time()}, identity))
     if wait_for(store, RUN_KEY, wait_seconds) is None:
         raise TimeoutError(f"no run manifest appeared in {store.url} within {wait_seconds:.0f}s")
     manifest = fetch_manifest(store, validator)
     workdir.mkdir(parents=True, exist_ok=True)
-    return Peer(store, identity, manifest, workdir)
+    return Peer(store, identity, manifest, workdir, corpus)

@@ -123,6 +123,10 @@ class RunManifest:
     aggregation: str = "all"
     warmup_windows: int = 2
     gather_size: int = 15
+    # S3 (and many S3-compatible stores) report LastModified in whole seconds,
+    # rounded down: an object stored at 12.7 reads 12.0. A stamp t means the
+    # object landed in [t, t + clock_resolution).
+    clock_resolution: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def open_time(self, window: int) -> float:

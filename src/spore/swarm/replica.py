@@ -169,7 +169,7 @@ class Replica:
                 continue
             if allowed is not None and peer not in allowed:
                 continue
-            if info.modified < m.open_time(window):
+            if info.modified + m.clock_resolution <= m.open_time(window):
                 reject("early", f"stored {m.open_time(window) - info.modified:.2f}s before the window opened")
                 continue
             if info.modified > m.deadline(window):

@@ -181,7 +181,7 @@ def run_network(
                     seen_records[w] = rec
                     sizes = [s["bytes"] for s in rec["submissions"]]
                     print(
-                        f"window {w + 1}/{windows}  eval loss {rec['eval_loss']:.4f}  "
+                        f"window {w} ({w + 1}/{windows})  eval loss {rec['eval_loss']:.4f}  "
                         f"submissions {len(sizes)}  rejected {len(rec['rejected'])}  "
                         f"wire {_fmt_bytes(statistics.median(sizes)) if sizes else '-'}/peer",
                         file=echo, flush=True,

@@ -204,10 +204,11 @@ class S3Store:
         return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"].timestamp())
 
     def list(self, prefix: str) -> list[ObjectInfo]:
+        if prefix:
+            check_key(prefix.rstrip("/"))
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         out = []
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._k(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
-        )
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
         for page in pages:
             for o in page.get("Contents", []):
                 out.append(ObjectInfo(self._unk(o["Key"]), int(o["Size"]), o["LastModified"].timestamp()))
