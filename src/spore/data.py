@@ -148,21 +148,55 @@ def _gpt2_byte_chars() -> list[str]:
 # Sampler
 
 
+PAGES_PER_WINDOW = 2  # a peer's data in one window comes from this many pages...
+PAGE_TOKENS = 8192  # ...of this many consecutive tokens (about one module of source)
+
+
+def _u64(*parts: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(b"".join(parts)).digest()[:8], "little")
+
+
 def _offsets(domain: bytes, key: bytes, count: int, n_tokens: int, seq_len: int) -> np.ndarray:
-    """`count` start offsets in [0, n_tokens - seq_len - 1], from SHA-256 of (domain, key, i)."""
+    """`count` start offsets in [0, n_tokens - seq_len - 1), from SHA-256 of (domain, key, i)."""
     span = n_tokens - seq_len - 1
     if span <= 0:
         raise ValueError(f"token stream of {n_tokens} is too short for sequences of {seq_len}")
-    out = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        h = hashlib.sha256(domain + key + struct.pack("<I", i)).digest()
-        out[i] = int.from_bytes(h[:8], "little") % span
-    return out
+    return np.array([_u64(domain, key, struct.pack("<I", i)) % span for i in range(count)], dtype=np.int64)
 
 
 def _gather(tokens: np.ndarray, offsets: np.ndarray, seq_len: int) -> np.ndarray:
     idx = offsets[:, None] + np.arange(seq_len + 1)[None, :]
     return tokens[idx].astype(np.int64)
+
+
+def _paged_batches(
+    corpus: Corpus, domain: bytes, key: bytes, steps: int, batch_size: int, seq_len: int
+) -> np.ndarray:
+    """(steps, batch, seq_len + 1) rows from PAGES_PER_WINDOW pages chosen by (domain, key).
+
+    Page i starts at u64(sha256(domain | "page" | key | u32 i)) mod (N - PAGE_TOKENS - seq_len - 1);
+    row j of step s is page (s * batch + j) mod PAGES_PER_WINDOW, at offset
+    u64(sha256(domain | "row" | key | u32 s | u32 j)) mod PAGE_TOKENS inside it.
+    Pages make a peer's data its own: training on them lowers the loss on
+    that text more than on text it never saw, which a validator can measure.
+    """
+    n = len(corpus.train)
+    span = n - PAGE_TOKENS - seq_len - 1
+    if span <= 0:
+        raise ValueError(f"token stream of {n} is too short for pages of {PAGE_TOKENS}")
+    pages = [_u64(domain, b"page", key, struct.pack("<I", i)) % span for i in range(PAGES_PER_WINDOW)]
+    out = np.empty((steps, batch_size, seq_len + 1), dtype=np.int64)
+    for s in range(steps):
+        offs = np.array(
+            [
+                pages[(s * batch_size + j) % PAGES_PER_WINDOW]
+                + _u64(domain, b"row", key, struct.pack("<II", s, j)) % PAGE_TOKENS
+                for j in range(batch_size)
+            ],
+            dtype=np.int64,
+        )
+        out[s] = _gather(corpus.train, offs, seq_len)
+    return out
 
 
 def peer_batches(
@@ -176,23 +210,16 @@ def peer_batches(
 ) -> np.ndarray:
     """The batches peer `peer_id` must train on in `window`: shape (steps, batch, seq_len + 1).
 
-    Sequence j of step s starts at offset sha256("spore/sampler/v1" | run_seed |
-    peer_id | u64 window | u32 s | u32 j)[:8] (little-endian) mod span.
+    Public and deterministic: key = run_seed | peer_id | u64 window, domain
+    "spore/sampler/v1\0" (see `_paged_batches`).
     """
-    out = np.empty((steps, batch_size, seq_len + 1), dtype=np.int64)
-    for s in range(steps):
-        key = run_seed + peer_id + struct.pack("<QI", window, s)
-        offs = _offsets(b"spore/sampler/v1\0", key, batch_size, len(corpus.train), seq_len)
-        out[s] = _gather(corpus.train, offs, seq_len)
-    return out
+    key = run_seed + peer_id + struct.pack("<Q", window)
+    return _paged_batches(corpus, b"spore/sampler/v1\0", key, steps, batch_size, seq_len)
 
 
-def random_batch(
-    corpus: Corpus, seed: bytes, batch_size: int, seq_len: int
-) -> np.ndarray:
-    """A training batch drawn from `seed` (a validator's private randomness)."""
-    offs = _offsets(b"spore/random/v1\0", seed, batch_size, len(corpus.train), seq_len)
-    return _gather(corpus.train, offs, seq_len)
+def random_batch(corpus: Corpus, seed: bytes, batch_size: int, seq_len: int) -> np.ndarray:
+    """Rows drawn like a peer's, from pages only the holder of `seed` can predict."""
+    return _paged_batches(corpus, b"spore/random/v1\0", seed, 1, batch_size, seq_len)[0]
 
 
 def eval_batches(corpus: Corpus, n_sequences: int, seq_len: int, batch_size: int) -> list[np.ndarray]:

@@ -52,13 +52,38 @@ def test_sampler_is_a_public_function_of_peer_and_window(corpus):
 
 
 def test_sampler_matches_its_documented_definition(corpus):
-    """docs/protocol.md: offset = sha256(domain|seed|peer|u64 window|u32 step|u32 j)[:8] LE mod span."""
-    seq_len, peer = 16, b"p" * 32
-    got = data.peer_batches(corpus, b"seed", peer, window=3, steps=2, batch_size=4, seq_len=seq_len)
-    span = len(corpus.train) - seq_len - 1
-    h = hashlib.sha256(b"spore/sampler/v1\0" + b"seed" + peer + struct.pack("<QI", 3, 1) + struct.pack("<I", 2))
-    off = int.from_bytes(h.digest()[:8], "little") % span
-    assert np.array_equal(got[1, 2], corpus.train[off : off + seq_len + 1])
+    """docs/protocol.md, "Sampler": pages, then rows inside them, all from SHA-256."""
+    seq_len, peer, steps, batch = 16, b"p" * 32, 2, 4
+    got = data.peer_batches(corpus, b"seed", peer, window=3, steps=steps, batch_size=batch, seq_len=seq_len)
+
+    def u64(*parts: bytes) -> int:
+        return int.from_bytes(hashlib.sha256(b"".join(parts)).digest()[:8], "little")
+
+    key = b"seed" + peer + struct.pack("<Q", 3)
+    dom = b"spore/sampler/v1\0"
+    span = len(corpus.train) - data.PAGE_TOKENS - seq_len - 1
+    pages = [u64(dom, b"page", key, struct.pack("<I", i)) % span for i in range(data.PAGES_PER_WINDOW)]
+    s, j = 1, 2
+    off = pages[(s * batch + j) % data.PAGES_PER_WINDOW] + u64(dom, b"row", key, struct.pack("<II", s, j)) % data.PAGE_TOKENS
+    assert np.array_equal(got[s, j], corpus.train[off : off + seq_len + 1])
+
+
+def test_a_peers_rows_come_from_its_own_pages(corpus, monkeypatch):
+    starts: list[int] = []
+    real = data._gather
+
+    def spy(tokens, offsets, seq_len):
+        starts.extend(int(o) for o in offsets)
+        return real(tokens, offsets, seq_len)
+
+    monkeypatch.setattr(data, "_gather", spy)
+    data.peer_batches(corpus, b"seed", b"p" * 32, window=0, steps=8, batch_size=8, seq_len=16)
+    starts.sort()
+    covers = [starts[0]]  # greedy cover of the row starts by spans of PAGE_TOKENS
+    for x in starts:
+        if x >= covers[-1] + data.PAGE_TOKENS:
+            covers.append(x)
+    assert len(starts) == 64 and len(covers) <= data.PAGES_PER_WINDOW
 
 
 def test_hf_tokenizer_ids_are_utf8_bytes(tmp_path):

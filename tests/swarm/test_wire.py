@@ -94,7 +94,7 @@ def poke(data: bytes, offset: int, value: bytes) -> bytes:
 
 
 def body_offset(tensor: int, coding: int = wire.ELIAS_FANO) -> int:
-    return wire.HEADER.size + sum(wire._tensor_body_len(p, P, coding) for p in PLANS[:tensor])
+    return wire.HEADER.size + sum(wire.tensor_body_len(p, P, coding) for p in PLANS[:tensor])
 
 
 GOOD = encoded()

@@ -66,6 +66,8 @@ class Peer:
         )
         self.residual = [torch.zeros_like(p) for p in self.replica.params()]
         self.last_train_seconds: float | None = None
+        # How long to wait for the validator's gather list before giving up.
+        self.list_wait = 10 * manifest.window_seconds
         self._load_state()
 
     # -- local state (error feedback and inner optimizer survive a restart) --
@@ -141,22 +143,29 @@ class Peer:
         )
         return wire.encode(update, header, self.identity)
 
-    def work_window(self, window: int) -> WindowResult:
-        """Train and upload for `window` if there is time before its deadline."""
-        m = self.manifest
-        est = self.last_train_seconds
-        if est is not None and time.time() + est > m.deadline(window):
-            return WindowResult(window, None, False, 0, "not enough time left in the window")
-        t_start = time.time()
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        """The signed update for `window` (None: nothing to send) and the mean training loss."""
         pseudo_gradient, loss = self.train(window)
-        payload = self.make_update(window, pseudo_gradient)
-        self.last_train_seconds = time.time() - t_start
-        if time.time() > m.deadline(window):
-            self._save_state(window)
+        return self.make_update(window, pseudo_gradient), loss
+
+    def upload(self, window: int, payload: bytes | None, loss: float | None) -> WindowResult:
+        self._save_state(window)
+        if payload is None:
+            return WindowResult(window, loss, False, 0, "nothing to send")
+        if time.time() > self.manifest.deadline(window):
             return WindowResult(window, loss, False, 0, "missed the deadline; not uploaded")
         self.store.put(update_key(window, self.identity.id), payload)
-        self._save_state(window)
         return WindowResult(window, loss, True, len(payload))
+
+    def work_window(self, window: int) -> WindowResult:
+        """Produce and upload the update for `window` if there is time before its deadline."""
+        est = self.last_train_seconds
+        if est is not None and time.time() + est > self.manifest.deadline(window):
+            return WindowResult(window, None, False, 0, "not enough time left in the window")
+        t_start = time.time()
+        payload, loss = self.produce(window)
+        self.last_train_seconds = time.time() - t_start
+        return self.upload(window, payload, loss)
 
     def publish_status(self, window: int, result: WindowResult | None) -> None:
         body = {
@@ -171,6 +180,10 @@ class Peer:
         }
         self.store.put(status_key(window, self.identity.id), sign_json(body, self.identity))
 
+    def follow(self, window: int) -> None:
+        """Apply window `window`'s aggregate: theta(w) -> theta(w+1)."""
+        self.replica.advance(window, self.list_wait)
+
     # -- the whole run ----------------------------------------------------------
 
     def run(self) -> None:
@@ -180,7 +193,7 @@ class Peer:
             # Theta must be theta(now_window): everything before it is decided.
             if rep.window < now_window:
                 sleep_until(m.gather_time(now_window - 1))
-                rep.catch_up(now_window)
+                rep.catch_up(now_window, self.list_wait)
             if rep.window >= m.windows:
                 self.publish_status(rep.window, None)  # the final theta, for consistency checks
                 log.info("run finished at window %d", rep.window)
@@ -195,10 +208,12 @@ class Peer:
                 "uploaded" if result.uploaded else "not uploaded", result.bytes_sent, result.note,
             )
             sleep_until(m.gather_time(w))
-            rep.apply(rep.gather(w))
+            self.follow(w)
 
 
-def join(store: Store, identity: Identity, validator: bytes, workdir: Path, wait_seconds: float) -> Peer:
+def join(
+    store: Store, identity: Identity, validator: bytes, workdir: Path, wait_seconds: float, adversary: str | None = None
+) -> Peer:
     """Get ready, announce ourselves, wait for the run manifest, and build a peer on it.
 
     The slow preparation (reading the corpus, importing the model code) comes
@@ -213,4 +228,9 @@ def join(store: Store, identity: Identity, validator: bytes, workdir: Path, wait
         raise TimeoutError(f"no run manifest appeared in {store.url} within {wait_seconds:.0f}s")
     manifest = fetch_manifest(store, validator)
     workdir.mkdir(parents=True, exist_ok=True)
-    return Peer(store, identity, manifest, workdir, corpus)
+    cls = Peer
+    if adversary is not None:
+        from spore.swarm.adversary import KINDS
+
+        cls = KINDS[adversary]
+    return cls(store, identity, manifest, workdir, corpus)

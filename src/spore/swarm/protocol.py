@@ -49,6 +49,11 @@ def record_key(window: int) -> str:
     return f"windows/{window:08d}.json"
 
 
+def gather_key(window: int) -> str:
+    """The validator's gather list for `window`: whose updates everyone aggregates."""
+    return f"gather/{window:08d}.json"
+
+
 def checkpoint_keys(window: int) -> tuple[str, str]:
     """(weights, manifest) of the checkpoint holding theta at the start of `window`."""
     return f"checkpoints/{window:08d}/model.safetensors", f"checkpoints/{window:08d}/manifest.json"
@@ -127,6 +132,9 @@ class RunManifest:
     # rounded down: an object stored at 12.7 reads 12.0. A stamp t means the
     # object landed in [t, t + clock_resolution).
     clock_resolution: float = 1.0
+    # The largest quantization level (or dense value) a valid update may carry.
+    # An honest pseudo-gradient is about inner_lr * inner_steps per window.
+    max_level: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def open_time(self, window: int) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,7 @@ from spore.swarm.protocol import (
     ProtocolError,
     RunManifest,
     checkpoint_keys,
+    gather_key,
     open_json,
     peer_from_update_key,
     sign_json,
@@ -189,7 +191,7 @@ class Replica:
             try:
                 header, update = wire.decode(
                     data, self.plans, expected_params=m.codec, model_id=self.model_id,
-                    window=window, peer_id=peer,
+                    window=window, peer_id=peer, max_level=m.max_level,
                 )
             except wire.WireError as e:
                 reject(e.reason, e.detail)
@@ -201,6 +203,35 @@ class Replica:
         for r in out.rejected:
             log.info("window %d: skipped %s (%s: %s)", window, r.key, r.reason, r.detail)
         return out
+
+    def gather_list(self, window: int, wait_seconds: float = 0.0) -> set[bytes] | None:
+        """Whose updates count in `window`: None (every valid one) during the warm-up,
+        afterwards the validator's signed gather list for that window.
+
+        Waits up to `wait_seconds` for the list; raises TimeoutError after that,
+        because guessing would split the network (everyone must use the same list).
+        """
+        if window < self.manifest.warmup_windows:
+            return None
+        key = gather_key(window)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                body, _ = open_json(self.store.get(key, MAX_JSON_BYTES), signer=self.validator)
+                break
+            except NotFound:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the validator published no gather list for window {window}") from None
+                time.sleep(0.2)
+        if body.get("window") != window or not isinstance(body.get("peers"), list):
+            raise ProtocolError(f"gather list {key} is for another window or malformed")
+        return {bytes.fromhex(p) for p in body["peers"]}
+
+    def advance(self, window: int, wait_seconds: float = 0.0) -> Gathered:
+        """Gather window `window` under its gather list and apply it: theta(w) -> theta(w+1)."""
+        g = self.gather(window, self.gather_list(window, wait_seconds))
+        self.apply(g)
+        return g
 
     def apply(self, gathered: Gathered, weights: list[float] | None = None) -> None:
         """theta(w+1) = theta(w) - alpha * Aggregate(gathered); no submissions: theta stays."""
@@ -215,7 +246,7 @@ class Replica:
                     p.sub_(a, alpha=self.manifest.train.outer_lr)
         self.window += 1
 
-    def catch_up(self, to_window: int) -> None:
+    def catch_up(self, to_window: int, wait_seconds: float = 0.0) -> None:
         """Advance theta to the start of `to_window`: from the best checkpoint, then replay."""
         start = self.latest_checkpoint(to_window)
         if self.window < 0 or self.window > to_window or (start is not None and start > self.window):
@@ -223,4 +254,4 @@ class Replica:
                 raise ProtocolError("no checkpoint published yet")
             self.load_checkpoint(start)  # a newer checkpoint is cheaper than replaying
         while self.window < to_window:
-            self.apply(self.gather(self.window))
+            self.advance(self.window, wait_seconds)

@@ -102,8 +102,8 @@ def run_network(
     aggregation: str = "all",
     outer_lr: float | None = None,
     plans: list[PeerPlan] | None = None,
-    extra_validator_args: list[str] | None = None,
-    extra_peer_args: dict[int, list[str]] | None = None,
+    adversaries: list[str] | None = None,
+    restart_validator: int | None = None,
     echo: TextIO = sys.stdout,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,13 @@ def run_network(
 
     validator_key = out / "keys" / "validator.key"
     validator = Identity.load_or_create(validator_key)
-    peer_keys = [out / "keys" / f"peer-{i}.key" for i in range(peers)]
-    peer_ids = [Identity.load_or_create(k).hex for k in peer_keys]
+    adversaries = adversaries or []
+    names = [f"peer-{i}" for i in range(peers)] + [f"adv-{j}-{k}" for j, k in enumerate(adversaries)]
+    kinds = {name: "honest" for name in names[:peers]} | {
+        f"adv-{j}-{k}": k for j, k in enumerate(adversaries)
+    }
+    keys = {name: out / "keys" / f"{name}.key" for name in names}
+    ids = {name: Identity.load_or_create(k).hex for name, k in keys.items()}
     plans = plans or [PeerPlan(i) for i in range(peers)]
     by_index = {p.index: p for p in plans}
     on_time = sum(1 for i in range(peers) if by_index.get(i, PeerPlan(i)).join_window == 0)
@@ -130,19 +135,23 @@ def run_network(
         vargs += ["--window-seconds", str(window_seconds)]
     if outer_lr is not None:
         vargs += ["--outer-lr", str(outer_lr)]
-    vargs += extra_validator_args or []
+    vargs[vargs.index("--min-peers") + 1] = str(on_time + len(adversaries))
     procs: dict[str, Proc] = {"validator": Proc("validator", vargs, out / "logs" / "validator.log")}
-    for i in range(peers):
-        argv = py + ["peer", "--store", store_url, "--validator", validator.hex, "--key", str(peer_keys[i]),
-                     "--workdir", str(out / "peers" / f"peer-{i}")] + (extra_peer_args or {}).get(i, [])
-        procs[f"peer-{i}"] = Proc(f"peer-{i}", argv, out / "logs" / f"peer-{i}.log")
+    for name in names:
+        argv = py + ["peer", "--store", store_url, "--validator", validator.hex, "--key", str(keys[name]),
+                     "--workdir", str(out / "peers" / name)]
+        if kinds[name] != "honest":
+            argv += ["--adversary", kinds[name]]
+        procs[name] = Proc(name, argv, out / "logs" / f"{name}.log")
 
     started = time.time()
     procs["validator"].start(env)
-    for i in range(peers):
-        if by_index.get(i, PeerPlan(i)).join_window == 0:
-            procs[f"peer-{i}"].start(env)
-    print(f"spore swarm: {peers} peers, {windows} windows, preset {preset}, store {store_url}", file=echo)
+    for name in names:
+        if kinds[name] != "honest" or by_index.get(int(name[5:]), PeerPlan(0)).join_window == 0:
+            procs[name].start(env)
+    print(f"spore swarm: {peers} honest peers, {len(adversaries)} adversaries, {windows} windows, "
+          f"preset {preset}, store {store_url}", file=echo)
+    resume_args = py + ["validator", "--store", store_url, "--key", str(validator_key), "--out", str(out), "--resume"]
 
     manifest: RunManifest | None = None
     seen_records: dict[int, dict[str, Any]] = {}
@@ -187,6 +196,14 @@ def run_network(
                         file=echo, flush=True,
                     )
             v = procs["validator"]
+            if (restart_validator is not None and manifest is not None and v.alive() and not v.events
+                    and manifest.window_at(time.time()) >= restart_validator):
+                v.kill()
+                v.events.append(f"killed at window {manifest.window_at(time.time())}")
+                print(f"  validator killed (SIGKILL) at window {manifest.window_at(time.time())}; resuming", file=echo)
+                v.argv = resume_args
+                v.start(env)
+                v.events.append("resumed from its ledger")
             if not v.alive():
                 assert v.popen is not None
                 if v.popen.returncode != 0:
@@ -205,7 +222,7 @@ def run_network(
                 p.handle.close()
 
     assert manifest is not None
-    summary = summarize(store, manifest, validator.id, peers=peers, peer_ids=peer_ids, procs=procs)
+    summary = summarize(store, manifest, validator.id, peers=peers, ids=ids, kinds=kinds, procs=procs)
     summary["wall_seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, out)
@@ -220,7 +237,14 @@ def run_network(
 
 
 def summarize(
-    store: Store, m: RunManifest, validator: bytes, *, peers: int, peer_ids: list[str], procs: dict[str, Proc]
+    store: Store,
+    m: RunManifest,
+    validator: bytes,
+    *,
+    peers: int,
+    ids: dict[str, str],
+    kinds: dict[str, str],
+    procs: dict[str, Proc],
 ) -> dict[str, Any]:
     """Everything in summary.json comes from signed objects in the store."""
     from spore import model as M
@@ -239,6 +263,7 @@ def summarize(
     sizes = [s["bytes"] for r in records for s in r["submissions"]]  # type: ignore[index]
     wire = statistics.median(sizes) if sizes else 0
 
+    honest = {ids[n] for n, k in kinds.items() if k == "honest"}
     per_window: list[dict[str, Any]] = []
     consistent, reports = True, 0
     mismatches: list[str] = []
@@ -249,6 +274,8 @@ def summarize(
             if body is not None and info.key.endswith(f"{body.get('peer')}.json"):
                 statuses.append(body)
         for s in statuses:
+            if s["peer"] not in honest:
+                continue  # adversaries report whatever they like
             reports += 1
             if s["theta"] != expected_theta[w]:
                 consistent = False
@@ -256,7 +283,7 @@ def summarize(
         if w < m.windows:
             rec = records[w]
             assert rec is not None
-            losses = [s["train_loss"] for s in statuses if s.get("train_loss") is not None]
+            losses = [s["train_loss"] for s in statuses if s.get("train_loss") is not None and s["peer"] in honest]
             per_window.append({
                 "window": w,
                 "eval_loss": rec["eval_loss"],
@@ -265,7 +292,31 @@ def summarize(
                 "train_loss_mean": statistics.fmean(losses) if losses else None,
                 "wire_bytes": [s["bytes"] for s in rec["submissions"]],
                 "peers_reporting": len(statuses),
+                "gather": rec.get("gather"),
+                "ranks": {p: r["final"] for p, r in rec.get("ratings", {}).items()},
             })
+    last = records[-1]
+    assert last is not None
+    kind_of = {ids[n]: kinds[n] for n in ids}
+    ratings = last.get("ratings", {})
+    ranking = sorted(
+        (
+            {
+                "id": pid, "name": n, "kind": kinds[n],
+                "ordinal": ratings.get(pid, {}).get("ordinal"),
+                "final_score": ratings.get(pid, {}).get("final", 0.0),
+                "weight": last.get("weights", {}).get(pid, 0.0),
+                "windows_in_gather": ratings.get(pid, {}).get("state", {}).get("windows_in_gather", 0),
+            }
+            for n, pid in ids.items()
+        ),
+        key=lambda r: (-r["final_score"], -(r["ordinal"] or -1e9), r["name"]),
+    )
+    for place, r in enumerate(ranking, 1):
+        r["rank"] = place
+    adversary_hits = sum(
+        1 for r in records[m.warmup_windows :] for p in (r or {}).get("gather") or [] if kind_of.get(p, "?") != "honest"
+    )
     return {
         "run_id": m.run_id,
         "preset": m.preset,
@@ -283,7 +334,10 @@ def summarize(
         "theta_consistent": consistent and reports > 0,
         "theta_reports": reports,
         "theta_mismatches": mismatches,
-        "peer_ids": peer_ids,
+        "warmup_windows": m.warmup_windows,
+        "ranking": ranking,
+        "adversaries_in_gather_after_warmup": adversary_hits,
+        "rejections": sorted({(x["peer"], x["reason"]) for r in records for x in r["rejected"]}),  # type: ignore[index]
         "events": {name: p.events for name, p in procs.items() if p.events},
         "per_window": per_window,
     }
@@ -305,6 +359,25 @@ def plot(summary: dict[str, Any], out: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "eval_loss.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = {r["id"]: f"{r['name']} ({r['kind']})" for r in summary["ranking"]}
+    for pid, label in names.items():
+        order = []
+        for p in pw:
+            finals = p["ranks"]
+            ranked = sorted(finals, key=lambda q: (-finals[q], q))
+            order.append(ranked.index(pid) + 1 if pid in finals else None)
+        style = "-" if "honest" in label else "--"
+        ax.plot(xs, order, style, marker="o", label=label)
+    ax.invert_yaxis()
+    ax.set_xlabel("window")
+    ax.set_ylabel("rank by final score (1 = best)")
+    ax.set_title("validator ranking over windows")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(out / "ranks.png", dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))

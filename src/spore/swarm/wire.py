@@ -148,7 +148,7 @@ def decode_indices(buf: bytes, chunks: int, n: int, universe: int, limit: int, c
 # Whole objects
 
 
-def _tensor_body_len(plan: TensorPlan, p: CodecParams, coding: int) -> int:
+def tensor_body_len(plan: TensorPlan, p: CodecParams, coding: int) -> int:
     if plan.mode == DENSE:
         return 4 * plan.numel
     return (
@@ -161,7 +161,7 @@ def _tensor_body_len(plan: TensorPlan, p: CodecParams, coding: int) -> int:
 
 def expected_size(plans: list[TensorPlan], p: CodecParams, coding: int = ELIAS_FANO) -> int:
     """The exact byte size of a valid update for this model and codec."""
-    return HEADER.size + sum(_tensor_body_len(pl, p, coding) for pl in plans) + SIG_BYTES
+    return HEADER.size + sum(tensor_body_len(pl, p, coding) for pl in plans) + SIG_BYTES
 
 
 def encode(update: Update, header: Header, identity: Identity) -> bytes:
@@ -219,13 +219,15 @@ def decode(
     model_id: bytes,
     window: int | None = None,
     peer_id: bytes | None = None,
+    max_level: float = float("inf"),
 ) -> tuple[Header, Update]:
     """Verify and parse an update. Every failure is a WireError with a reason.
 
     Checks, in order: size and header, signature by the id in the header,
     the claimed peer id, window, model id and codec parameters against what
     the reader expects, then every field of the body (positions in range and
-    increasing, levels and dense values finite).
+    increasing, levels finite, of the form [-hi, -lo, lo, hi] with
+    0 <= lo <= hi <= max_level, dense values finite and within max_level).
     """
     header = read_header(data)
     if not verify(header.peer_id, data[-SIG_BYTES:], SIGN_DOMAIN + data[:-SIG_BYTES]):
@@ -249,22 +251,28 @@ def decode(
     pos = HEADER.size
     update: Update = []
     for plan in plans:
-        n = _tensor_body_len(plan, p, coding)
+        n = tensor_body_len(plan, p, coding)
         chunk = data[pos : pos + n]
         pos += n
-        update.append(_decode_tensor(chunk, plan, p, coding))
+        update.append(_decode_tensor(chunk, plan, p, coding, max_level))
     return header, update
 
 
-def _decode_tensor(buf: bytes, plan: TensorPlan, p: CodecParams, coding: int) -> TensorUpdate:
+def _decode_tensor(buf: bytes, plan: TensorPlan, p: CodecParams, coding: int, max_level: float) -> TensorUpdate:
     if plan.mode == DENSE:
         values = np.frombuffer(buf, dtype="<f4").astype(np.float32)
         if not np.isfinite(values).all():
             raise WireError("non-finite", "a dense value is NaN or infinite")
+        if np.abs(values).max(initial=0.0) > max_level:
+            raise WireError("absurd-scale", f"a dense value exceeds {max_level}")
         return TensorUpdate(plan, values=torch.from_numpy(values.copy()).reshape(plan.shape))
     lut = np.frombuffer(buf[:16], dtype="<f4").astype(np.float32)
     if not np.isfinite(lut).all():
         raise WireError("non-finite", "a quantization level is NaN or infinite")
+    if not (lut[0] == -lut[3] and lut[1] == -lut[2] and 0 <= lut[2] <= lut[3]):
+        raise WireError("malformed", f"levels {lut.tolist()} are not [-hi, -lo, lo, hi] with 0 <= lo <= hi")
+    if lut[3] > max_level:
+        raise WireError("absurd-scale", f"quantization level {float(lut[3]):.3g} exceeds {max_level}")
     pos = 16
     n_full = index_stream_len(plan.full_chunks, plan.k, p.chunk, coding)
     idx = decode_indices(buf[pos : pos + n_full], plan.full_chunks, plan.k, p.chunk, p.chunk, coding)

@@ -1,0 +1,220 @@
+"""Adversarial peers, built in for tests and demos (`--adversary KIND`).
+
+Each is a peer that follows the protocol where it must (to stay in the game)
+and cheats where a real miner has tried to. Templar's history is the list:
+free riding, copying others' updates, poisoning, stale models, late uploads,
+forged identities, malformed payloads, and the zero-then-random exploit of
+Templar issue #108 (negative scores multiplied into a positive weight).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import numpy as np
+import torch
+
+from spore.swarm import codec, wire
+from spore.swarm.peer import Peer, WindowResult
+from spore.swarm.protocol import sleep_until, update_key, update_prefix
+from spore.swarm.replica import peer_from_update_key
+
+log = logging.getLogger("spore.swarm.adversary")
+
+
+class Adversary(Peer):
+    kind = "honest"
+
+    def rng(self, window: int) -> random.Random:
+        return random.Random(f"{self.identity.hex}/{window}")
+
+    def encode(self, window: int, update: codec.Update, claim: bytes | None = None) -> bytes:
+        """Serialize and sign with our own key; `claim` puts another peer's id in the header."""
+        m = self.manifest
+        rep = self.replica
+        header = wire.Header(window, self.identity.id, rep.model_id, rep.digest(), m.codec, m.index_coding)
+        data = wire.encode(update, header, self.identity)
+        if claim is None:
+            return data
+        forged = data[:16] + claim + data[48:-64]
+        return forged + self.identity.sign(wire.SIGN_DOMAIN + forged)
+
+    def noise_update(self, window: int, scale: float) -> codec.Update:
+        g = torch.Generator().manual_seed(self.rng(window).getrandbits(63))
+        return [
+            codec.compress(torch.randn(pl.shape, generator=g) * scale, pl, self.manifest.codec)
+            for pl in self.replica.plans
+        ]
+
+    def honest_scale(self) -> float:
+        """Roughly the magnitude an honest update's kept entries have (lr x H)."""
+        t = self.manifest.train
+        return t.inner_lr * t.inner_steps / 2.5
+
+
+class FreeRider(Adversary):
+    """Uploads an all-zero update on even windows and nothing on odd ones."""
+
+    kind = "free-rider"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        if window % 2:
+            return None, None
+        zeros = [codec.compress(torch.zeros(pl.shape), pl, self.manifest.codec) for pl in self.replica.plans]
+        return self.encode(window, zeros), None
+
+
+class Copier(Adversary):
+    """Waits for another peer's upload, adds small noise, re-publishes it as its own."""
+
+    kind = "copier"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        """Copy the best-looking update: a peer on the current gather list, else the median-norm one."""
+        m, rep = self.manifest, self.replica
+        try:
+            favourites = rep.gather_list(window) or set()
+        except Exception:
+            favourites = set()
+        give_up = m.deadline(window) - 0.3
+        while time.time() < give_up:
+            seen: list[tuple[bool, float, bytes, codec.Update]] = []
+            for info in self.store.list(update_prefix(window)):
+                victim = peer_from_update_key(info.key, window)
+                if victim is None or victim == self.identity.id:
+                    continue
+                try:
+                    data = self.store.get(info.key, rep.update_bytes)
+                    _, update = wire.decode(data, rep.plans, expected_params=m.codec, model_id=rep.model_id)
+                except Exception:
+                    continue
+                norm = codec.update_norm(update)
+                if norm > 0:
+                    seen.append((victim in favourites, norm, victim, update))
+            if len(seen) >= 2 or (seen and time.time() > give_up - 1.0):
+                seen.sort(key=lambda x: (not x[0], x[1]))
+                _, _, victim, update = next((x for x in seen if x[0]), seen[len(seen) // 2])
+                return self.encode(window, self.perturb(window, update)), None
+            time.sleep(0.1)
+        return None, None
+
+    def perturb(self, window: int, update: codec.Update) -> codec.Update:
+        """The stolen update plus a little noise, re-compressed: not byte-identical any more."""
+        m = self.manifest
+        g = torch.Generator().manual_seed(window)
+        out = []
+        for u in update:
+            dense = codec.decompress(u, m.codec)
+            dense = dense + torch.randn(dense.shape, generator=g) * 0.05 * float(dense.abs().max())
+            out.append(codec.compress(dense, u.plan, m.codec))
+        return out
+
+
+class Noise(Adversary):
+    """A random update of plausible norm: no training at all."""
+
+    kind = "noise"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        return self.encode(window, self.noise_update(window, self.honest_scale())), None
+
+
+class Poisoner(Adversary):
+    """Trains, then sends its update sign-flipped, or sign-flipped and scaled x100."""
+
+    kind = "poisoner"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        pseudo_gradient, loss = self.train(window)
+        factor = -100.0 if window % 2 else -1.0
+        bad = [factor * d for d in pseudo_gradient]
+        update = [codec.compress(d, pl, self.manifest.codec) for d, pl in zip(bad, self.replica.plans, strict=True)]
+        return self.encode(window, update), loss
+
+
+class Stale(Adversary):
+    """Never applies the aggregates: keeps training from the parameters it joined with."""
+
+    kind = "stale"
+
+    def follow(self, window: int) -> None:
+        self.replica.window += 1  # pretend to move on; theta stays where it was
+
+
+class Late(Adversary):
+    """Trains honestly, uploads after the deadline."""
+
+    kind = "late"
+
+    def upload(self, window: int, payload: bytes | None, loss: float | None) -> WindowResult:
+        sleep_until(self.manifest.deadline(window) + 0.3)
+        if payload is not None:
+            self.store.put(update_key(window, self.identity.id), payload)
+        return WindowResult(window, loss, payload is not None, len(payload or b""), "uploaded late on purpose")
+
+
+class Forger(Adversary):
+    """Claims another peer's id in the header without holding its key."""
+
+    kind = "forger"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        others = sorted(
+            bytes.fromhex(i.key[len("peers/") : -len(".json")])
+            for i in self.store.list("peers/")
+            if i.key[len("peers/") : -len(".json")] != self.identity.hex
+        )
+        if not others:
+            return None, None
+        pseudo_gradient, loss = self.train(window)
+        plans = self.replica.plans
+        update = [codec.compress(d, pl, self.manifest.codec) for d, pl in zip(pseudo_gradient, plans, strict=True)]
+        return self.encode(window, update, claim=others[window % len(others)]), loss
+
+
+class Malformed(Adversary):
+    """Validly signed garbage, in turn: random body bytes, positions beyond a chunk's end, a NaN level."""
+
+    kind = "malformed"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        m, rep, rng = self.manifest, self.replica, self.rng(window)
+        body = bytearray(self.encode(window, self.noise_update(window, self.honest_scale()))[:-64])
+        trick = window % 3
+        if trick == 0:  # garbage of exactly the right size
+            body[wire.HEADER.size :] = rng.randbytes(len(body) - wire.HEADER.size)
+        elif trick == 1:  # a short chunk (a norm weight: 128 long) whose positions point past its end
+            pos = wire.HEADER.size
+            for plan in rep.plans:
+                if plan.mode == codec.FLAT and plan.full_chunks == 0:
+                    low = wire.ef_low_bits(m.codec.chunk, plan.k_tail)
+                    start = pos + 16 + wire.packed_len(plan.k_tail, low)
+                    bits = np.zeros(plan.k_tail + (m.codec.chunk >> low), dtype=np.uint8)
+                    bits[-plan.k_tail - 1 : -1] = 1  # every high part near the top of the 4096 range
+                    packed = np.packbits(bits, bitorder="little").tobytes()
+                    body[start : start + len(packed)] = packed
+                    break
+                pos += wire.tensor_body_len(plan, m.codec, m.index_coding)
+        else:  # NaN as a quantization level
+            body[wire.HEADER.size : wire.HEADER.size + 4] = b"\x00\x00\xc0\x7f"
+        return bytes(body) + self.identity.sign(wire.SIGN_DOMAIN + bytes(body)), None
+
+
+class ZeroThenRandom(Adversary):
+    """Templar #108: zeros for three windows (negative scores), then random updates."""
+
+    kind = "zero-then-random"
+
+    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+        if window < 3:
+            zeros = [codec.compress(torch.zeros(pl.shape), pl, self.manifest.codec) for pl in self.replica.plans]
+            return self.encode(window, zeros), None
+        return self.encode(window, self.noise_update(window, 5 * self.honest_scale())), None
+
+
+KINDS: dict[str, type[Adversary]] = {
+    cls.kind: cls
+    for cls in (FreeRider, Copier, Noise, Poisoner, Stale, Late, Forger, Malformed, ZeroThenRandom)
+}

@@ -1,0 +1,224 @@
+"""The Gauntlet's scoring rules (spec section 3), as pure functions.
+
+Per window, for each peer the validator measures, with the peer's decoded
+update applied to theta at the evaluation step:
+
+    own_improvement    = 1 - loss(own batch, theta')    / loss(own batch, theta)
+    random_improvement = 1 - loss(random batch, theta') / loss(random batch, theta)
+    gradient_score     = random_improvement
+
+(relative, so that pages of easier or harder text compare fairly)
+
+and turns them into a window outcome of +1 or -1:
+
+    +1  only if the update helps on data it never chose, by at least
+        `min_relative` of the window's typical help (the median positive
+        gradient score: a random perturbation can lower a loss a little by
+        chance, a trained update lowers it by much more), and
+        own_improvement > random_improvement (it was fitted to the peer's
+        assigned pages: evidence of the work the sampler asked for), and
+        the peer is in sync and its update is not a copy;
+    -1  otherwise, and for every missing or rejected submission.
+
+The outcome feeds an EMA that starts at 0; the OpenSkill rating ranks the
+window's gradient scores (missing and rejected peers tie for last). The
+final score is
+
+    final = max(0, ordinal) * max(0, ema) * sync
+
+so a factor that is negative or missing zeroes the score. Templar's issues
+#45 and #108 were products of two negatives turning into a large positive
+weight ("zero-then-random"); here a negative factor can only ever give 0.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    ema_alpha: float = 0.3  # weight of the newest window outcome
+    sync_tolerance: int = 1  # windows behind at which sync reaches 0
+    copy_threshold: float = 0.75  # parameter-weighted index overlap that marks a copy
+    min_relative: float = 0.25  # share of the window's median positive gradient score an update must reach
+    gather_size: int = 15
+    beta: float = 7.0  # OpenSkill Plackett-Luce, as Templar
+    tau: float = 0.1
+
+
+@dataclass
+class Measurement:
+    """What the validator measured for one valid submission."""
+
+    own_before: float
+    own_after: float
+    random_before: float
+    random_after: float
+    behind: int | None  # outer steps behind the shared theta; None: unknown base
+    copy_of: str | None = None  # hex id of the earlier uploader this one copied
+
+    @property
+    def own_improvement(self) -> float:
+        return 1.0 - self.own_after / self.own_before if self.own_before > 0 else 0.0
+
+    @property
+    def random_improvement(self) -> float:
+        return 1.0 - self.random_after / self.random_before if self.random_before > 0 else 0.0
+
+    @property
+    def gradient_score(self) -> float:
+        return self.random_improvement
+
+
+@dataclass
+class PeerState:
+    """A peer's standing, carried from window to window (and through the ledger)."""
+
+    mu: float = 25.0
+    sigma: float = 25.0 / 3.0
+    ema: float = 0.0
+    sync: float = 0.0
+    windows_in_gather: int = 0
+    history: list[float] = field(default_factory=list)  # final score per window
+
+    @property
+    def ordinal(self) -> float:
+        return self.mu - 3.0 * self.sigma
+
+    @property
+    def final(self) -> float:
+        return max(0.0, self.ordinal) * max(0.0, self.ema) * self.sync
+
+
+def sync_score(behind: int | None, tolerance: int) -> float:
+    """1 when the update was computed from the current theta, falling to 0 at `tolerance` behind."""
+    if behind is None or behind < 0:
+        return 0.0
+    return max(0.0, 1.0 - behind / tolerance) if tolerance > 0 else float(behind == 0)
+
+
+def typical_help(measurements: Mapping[str, Measurement | None]) -> float:
+    """The median positive gradient score of a window's original (non-copied) updates."""
+    good = sorted(
+        m.gradient_score
+        for m in measurements.values()
+        if m is not None and m.copy_of is None and math.isfinite(m.gradient_score) and m.gradient_score > 0
+    )
+    return statistics.median(good) if good else 0.0
+
+
+def window_outcome(m: Measurement | None, params: ScoringParams, typical: float = 0.0) -> float:
+    if m is None or m.copy_of is not None or sync_score(m.behind, params.sync_tolerance) == 0.0:
+        return -1.0
+    if not all(math.isfinite(x) for x in (m.own_before, m.own_after, m.random_before, m.random_after)):
+        return -1.0
+    helps = m.gradient_score > 0 and m.gradient_score >= params.min_relative * typical
+    return 1.0 if helps and m.own_improvement > m.random_improvement else -1.0
+
+
+def index_overlap(a: Sequence[set[int]], b: Sequence[set[int]], sizes: Sequence[int]) -> float:
+    """Share of a's kept positions that b kept too, per tensor, weighted by tensor size."""
+    total = sum(sizes)
+    if total == 0:
+        return 0.0
+    acc = 0.0
+    for sa, sb, n in zip(a, b, sizes, strict=True):
+        if sa:
+            acc += n * len(sa & sb) / len(sa)
+    return acc / total
+
+
+def find_copies(
+    positions: Mapping[str, Sequence[set[int]]],
+    stored_at: Mapping[str, float],
+    sizes: Sequence[int],
+    threshold: float,
+) -> dict[str, str]:
+    """{offender: original} for every pair overlapping at least `threshold`.
+
+    The later upload is the offender (it could have read the earlier one);
+    on equal store timestamps both are marked, since neither can be cleared.
+    """
+    peers = sorted(positions)
+    out: dict[str, str] = {}
+    for i, a in enumerate(peers):
+        for b in peers[i + 1 :]:
+            ov = max(index_overlap(positions[a], positions[b], sizes), index_overlap(positions[b], positions[a], sizes))
+            if ov < threshold:
+                continue
+            if stored_at[a] > stored_at[b]:
+                out.setdefault(a, b)
+            elif stored_at[b] > stored_at[a]:
+                out.setdefault(b, a)
+            else:
+                out.setdefault(a, b)
+                out.setdefault(b, a)
+    return out
+
+
+def rank_order(gradient_scores: Mapping[str, float | None]) -> tuple[list[str], list[int]]:
+    """Peers and their ranks (1 = best) for one OpenSkill match; None scores tie for last."""
+    peers = sorted(gradient_scores, key=lambda p: (gradient_scores[p] is None, -(gradient_scores[p] or 0.0), p))
+    ranks: list[int] = []
+    for i, p in enumerate(peers):
+        s = gradient_scores[p]
+        if i and s == gradient_scores[peers[i - 1]]:
+            ranks.append(ranks[-1])
+        else:
+            ranks.append(i + 1)
+    return peers, ranks
+
+
+def update_window(
+    states: dict[str, PeerState],
+    measurements: Mapping[str, Measurement | None],
+    params: ScoringParams,
+) -> None:
+    """Fold one window's measurements into every peer's state (in place).
+
+    `measurements` maps every peer that took part (or was expected) to its
+    measurement, or None when it was missing or rejected.
+    """
+    from openskill.models import PlackettLuce
+
+    if not measurements:
+        return
+    for p in measurements:
+        states.setdefault(p, PeerState())
+    scores: dict[str, float | None] = {}
+    typical = typical_help(measurements)
+    for p, m in measurements.items():
+        outcome = window_outcome(m, params, typical)
+        st = states[p]
+        st.ema = (1 - params.ema_alpha) * st.ema + params.ema_alpha * outcome
+        st.sync = 0.0 if m is None or m.copy_of is not None else sync_score(m.behind, params.sync_tolerance)
+        scores[p] = None if m is None or m.copy_of is not None else _finite(m.gradient_score)
+    if len(scores) >= 2:
+        model = PlackettLuce(beta=params.beta, tau=params.tau)
+        order, ranks = rank_order(scores)
+        teams = [[model.create_rating([states[p].mu, states[p].sigma], name=p)] for p in order]
+        rated = model.rate(teams, ranks=ranks)
+        for p, team in zip(order, rated, strict=True):
+            states[p].mu, states[p].sigma = team[0].mu, team[0].sigma
+    for p in measurements:
+        states[p].history.append(states[p].final)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def gather_list(states: Mapping[str, PeerState], size: int) -> list[str]:
+    """The top `size` peers by final score; only peers with a positive score qualify."""
+    ranked = sorted((p for p in states if states[p].final > 0), key=lambda p: (-states[p].final, p))
+    return ranked[:size]
+
+
+def incentive_weights(states: Mapping[str, PeerState], gathered: Sequence[str]) -> dict[str, float]:
+    """Shares proportional to final score within the gather list; everyone else 0."""
+    total = sum(states[p].final for p in gathered)
+    return {p: (states[p].final / total if p in gathered and total > 0 else 0.0) for p in sorted(states)}
