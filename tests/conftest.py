@@ -12,6 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread: results must not depend on it, and on a loaded 2-core machine (CI,
+# peers running as processes beside the tests) more threads only contend.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

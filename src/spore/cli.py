@@ -4,6 +4,8 @@
     spore swarm peer        join a run in a store as a peer
     spore swarm validator   open (or resume) a run and validate it
     spore swarm keygen      write a new identity file
+    spore ledger verify     check a run's hash-chained, signed ledger
+    spore ledger show       print it
 """
 
 from __future__ import annotations
@@ -46,6 +48,43 @@ def _at_window(text: str) -> tuple[int, int]:
     return i, w
 
 
+def _adversary_kinds() -> list[str]:
+    from spore.swarm.adversary import KINDS
+
+    return sorted(KINDS)
+
+
+def _adversary(text: str) -> str:
+    if text not in _adversary_kinds():
+        raise argparse.ArgumentTypeError(f"unknown adversary {text!r}; choose from {', '.join(_adversary_kinds())}")
+    return text
+
+
+def _ledger_path(path: Path) -> Path:
+    from spore.swarm.validator import LEDGER_FILE
+
+    return path / LEDGER_FILE if path.is_dir() else path
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from spore.swarm.identity import parse_id
+    from spore.swarm.ledger import show, verify_ledger
+
+    path = _ledger_path(args.path)
+    if args.ledger_command == "show":
+        for line in show(path):
+            print(line)
+        return 0
+    pinned = parse_id(args.validator) if args.validator else None
+    result = verify_ledger(path, pinned)
+    if result.ok:
+        print(f"ledger OK: {result.records} records, chain and signatures verified")
+        return 0
+    where = f"record #{result.first_bad}" if result.first_bad is not None else "ledger"
+    print(f"ledger BROKEN at {where}: {result.problem}")
+    return 1
+
+
 def _preset(text: str) -> str:
     from spore.model import PRESETS
 
@@ -78,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start this peer only when this window opens (repeatable)")
     run.add_argument("--crash", type=_at_window, action="append", default=[], metavar="PEER@WINDOW",
                      help="SIGKILL this peer when this window opens and restart it one window later")
+    run.add_argument("--adversary", type=_adversary, action="append", default=[], metavar="KIND",
+                     help=f"add a cheating peer (repeatable): {', '.join(_adversary_kinds())}")
+    run.add_argument("--restart-validator", type=_positive_int, default=None, metavar="WINDOW",
+                     help="SIGKILL the validator when this window opens and resume it at once")
 
     peer = swarm.add_parser("peer", help="join a run as a peer")
     peer.add_argument("--store", required=True)
@@ -85,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--key", type=Path, required=True, help="identity file (created if missing)")
     peer.add_argument("--workdir", type=Path, required=True)
     peer.add_argument("--wait", type=_positive_float, default=300.0, help="seconds to wait for the run")
+    peer.add_argument("--adversary", type=_adversary, default=None, metavar="KIND",
+                      help="behave as this kind of cheater (for tests and demos)")
 
     val = swarm.add_parser("validator", help="open a run (or --resume one) and validate it")
     val.add_argument("--store", required=True)
@@ -101,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     kg = swarm.add_parser("keygen", help="write a new identity file and print its id")
     kg.add_argument("path", type=Path)
+
+    ledger = top.add_parser("ledger", help="inspect a run's signed ledger").add_subparsers(
+        dest="ledger_command", required=True
+    )
+    lv = ledger.add_parser("verify", help="check the hash chain and every signature")
+    lv.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
+    lv.add_argument("--validator", default=None, help="pin the validator id the ledger must be signed by")
+    ls = ledger.add_parser("show", help="print a readable history")
+    ls.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
+
     return parser
 
 
@@ -115,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "swarm":
             return _swarm(args)
+        if args.command == "ledger":
+            return _ledger(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError, TimeoutError) as e:
@@ -154,7 +211,7 @@ def _swarm(args: argparse.Namespace) -> int:
         summary = run_network(
             peers=args.peers, windows=windows, preset=args.preset, out=args.out, store_url=args.store,
             window_seconds=args.window_seconds, aggregation=args.aggregation, outer_lr=args.outer_lr,
-            plans=list(plans.values()),
+            plans=list(plans.values()), adversaries=args.adversary, restart_validator=args.restart_validator,
         )
         return 0 if summary["theta_consistent"] else 1
 
@@ -164,17 +221,17 @@ def _swarm(args: argparse.Namespace) -> int:
 
         validator = parse_id(args.validator)
         ident = Identity.load_or_create(args.key)
-        peer = join(store, ident, validator, args.workdir, args.wait)
+        peer = join(store, ident, validator, args.workdir, args.wait, args.adversary)
         peer.run()
         return 0
 
     if args.swarm_command == "validator":
         from spore.data import load_corpus
-        from spore.swarm.validator import Validator, new_manifest, resume
+        from spore.swarm.validator import Validator, new_manifest
 
         ident = Identity.load_or_create(args.key)
         if args.resume:
-            v = resume(store, ident, args.out)
+            v = Validator.resume(store, ident, args.out)
         else:
             preset = get_preset(args.preset)
             corpus = load_corpus()

@@ -208,8 +208,8 @@ def show(path: str | Path) -> Iterator[str]:
                 yield (f"    rating {p[:12]}  ordinal {s['ordinal']:+.2f}  ema {s['ema']:+.2f}  "
                        f"final {s['final']:.3f}")
             nxt = b.get("gather_next")
-            yield f"    gather list for window {(r.window or 0) + 1}: " + (
-                "every valid submission (warm-up)" if nxt is None else ", ".join(p[:12] for p in nxt) or "(empty)")
+            if nxt is not None:
+                yield f"    gather list for window {(r.window or 0) + 1}: " + (", ".join(p[:12] for p in nxt) or "(empty)")
             if b.get("checkpoint"):
                 yield f"    checkpoint window {b['checkpoint']['window']} sha256 {b['checkpoint']['sha256'][:16]}"
     finally:

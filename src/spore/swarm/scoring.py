@@ -24,9 +24,14 @@ The outcome feeds an EMA that starts at 0; the OpenSkill rating ranks the
 window's gradient scores (missing and rejected peers tie for last). The
 final score is
 
-    final = max(0, ordinal) * max(0, ema) * sync
+    final = max(0, ordinal) * max(0, ema) * sync,   ordinal = mu - z * sigma
 
-so a factor that is negative or missing zeroes the score. Templar's issues
+so a factor that is negative or missing zeroes the score. We take z = 1,
+not OpenSkill's default 3: mu - 3 sigma starts at exactly 0 and stays near it
+for many windows in a small network, so max(0, .) would drop half of the
+honest peers on ranking noise alone. With z = 1 the ordinal stays a
+conservative skill estimate while the EMA and sync factors do the gating:
+a newcomer's EMA starts at 0, so it earns weight only by passing windows. Templar's issues
 #45 and #108 were products of two negatives turning into a large positive
 weight ("zero-then-random"); here a negative factor can only ever give 0.
 """
@@ -45,6 +50,7 @@ class ScoringParams:
     sync_tolerance: int = 1  # windows behind at which sync reaches 0
     copy_threshold: float = 0.75  # parameter-weighted index overlap that marks a copy
     min_relative: float = 0.25  # share of the window's median positive gradient score an update must reach
+    ordinal_z: float = 1.0  # ordinal = mu - z * sigma
     gather_size: int = 15
     beta: float = 7.0  # OpenSkill Plackett-Luce, as Templar
     tau: float = 0.1
@@ -85,9 +91,11 @@ class PeerState:
     windows_in_gather: int = 0
     history: list[float] = field(default_factory=list)  # final score per window
 
+    z: float = 1.0
+
     @property
     def ordinal(self) -> float:
-        return self.mu - 3.0 * self.sigma
+        return self.mu - self.z * self.sigma
 
     @property
     def final(self) -> float:
@@ -188,7 +196,7 @@ def update_window(
     if not measurements:
         return
     for p in measurements:
-        states.setdefault(p, PeerState())
+        states.setdefault(p, PeerState(z=params.ordinal_z))
     scores: dict[str, float | None] = {}
     typical = typical_help(measurements)
     for p, m in measurements.items():

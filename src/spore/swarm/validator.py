@@ -247,6 +247,27 @@ class Validator:
             out[offender].copy_of = original
         return out
 
+    def publish_gather_list(self, window: int) -> list[str] | None:
+        """Publish G(window) from the ratings so far; None during the warm-up.
+
+        A list already in the store (published before a crash) is kept: peers
+        may have used it, and everyone must aggregate the same updates.
+        """
+        m = self.manifest
+        if window < m.warmup_windows or window >= m.windows:
+            return None
+        try:
+            existing = self.replica.gather_list(window)
+        except TimeoutError:
+            existing = None
+        if existing is not None:
+            return sorted(p.hex() for p in existing)
+        chosen = scoring.gather_list(self.states, self.params.gather_size)
+        weights = scoring.incentive_weights(self.states, chosen)
+        body = {"window": window, "peers": chosen, "weights": weights, "rated_through": window - 1}
+        self.store.put(gather_key(window), sign_json(body, self.identity))
+        return chosen
+
     def step(self) -> dict[str, Any]:
         """Validate the replica's current window and move theta forward."""
         m, rep = self.manifest, self.replica
@@ -263,18 +284,20 @@ class Validator:
         rep.apply(used)
         self.theta_history[rep.digest().hex()] = rep.window
 
-        # Rate: every peer that submitted (valid or not) or ever did.
+        # Rate every peer that submitted (valid or not) or ever did. A window with no
+        # valid submission at all is an outage (e.g. this validator restarting), not
+        # every peer's fault: it rates nobody.
         submitters = {s.peer.hex() for s in g.accepted} | {r.peer for r in g.rejected if r.peer}
         self.known |= submitters
-        scoring.update_window(self.states, {p: measured.get(p) for p in sorted(self.known)}, self.params)
+        rated = bool(g.accepted)
+        if rated:
+            scoring.update_window(self.states, {p: measured.get(p) for p in sorted(self.known)}, self.params)
         typical = scoring.typical_help(measured)
         for s in used.accepted:
             self.states[s.peer.hex()].windows_in_gather += 1
-        nxt = scoring.gather_list(self.states, self.params.gather_size) if w + 1 >= m.warmup_windows else None
-        weights = scoring.incentive_weights(self.states, nxt or [])
-        if nxt is not None and w + 1 < m.windows:
-            body = {"window": w + 1, "peers": nxt, "weights": weights, "rated_through": w}
-            self.store.put(gather_key(w + 1), sign_json(body, self.identity))
+        nxt = self.publish_gather_list(w + 1)
+        # Incentive shares follow the standing after this window (also after the last one).
+        weights = scoring.incentive_weights(self.states, scoring.gather_list(self.states, self.params.gather_size))
 
         loss = M.eval_loss(rep.model, self.eval_set)
         checkpoint = None
@@ -290,6 +313,7 @@ class Validator:
             "scores": {p: measurement_entry(x, self.params, typical) for p, x in sorted(measured.items())},
             "ratings": {p: rating_entry(st) for p, st in sorted(self.states.items())},
             "known": sorted(self.known),
+            "rated": rated,
             "gather_next": nxt,
             "weights": weights,
             "theta": rep.digest().hex(),  # theta at the start of window w + 1

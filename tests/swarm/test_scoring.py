@@ -1,0 +1,110 @@
+"""The Gauntlet's scoring rules (spore.swarm.scoring), as tables of cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from spore.swarm import scoring
+from spore.swarm.scoring import Measurement, PeerState, ScoringParams
+
+P = ScoringParams()
+
+
+def m(own_after=4.0, random_after=4.5, behind=0, copy_of=None, own_before=5.0, random_before=5.0) -> Measurement:
+    return Measurement(own_before, own_after, random_before, random_after, behind, copy_of)
+
+
+OUTCOMES = {
+    # name: (measurement, typical help of the window, expected outcome)
+    "trained on its pages, helps elsewhere too": (m(), 0.1, +1),
+    "helps, but no more on its own pages than elsewhere": (m(own_after=4.5), 0.1, -1),
+    "hurts": (m(own_after=5.5, random_after=5.2), 0.1, -1),
+    "does nothing (free rider's zeros)": (m(own_after=5.0, random_after=5.0), 0.1, -1),
+    "helps by chance, far less than trained updates": (m(own_after=4.95, random_after=4.99), 0.1, -1),
+    "one window behind the shared theta": (m(behind=1), 0.1, -1),
+    "built on an unknown theta": (m(behind=None), 0.1, -1),
+    "a copy of an earlier upload": (m(copy_of="ab" * 32), 0.1, -1),
+    "missing or rejected": (None, 0.1, -1),
+    "loss became infinite": (m(random_after=float("inf")), 0.1, -1),
+}
+
+
+@pytest.mark.parametrize("name", OUTCOMES)
+def test_window_outcome(name):
+    meas, typical, want = OUTCOMES[name]
+    assert scoring.window_outcome(meas, P, typical) == want
+
+
+def test_relative_improvements_are_used():
+    x = m(own_before=2.0, own_after=1.8, random_before=4.0, random_after=3.7)
+    assert x.own_improvement == pytest.approx(0.10) and x.random_improvement == pytest.approx(0.075)
+    assert x.gradient_score == x.random_improvement
+
+
+@pytest.mark.parametrize(
+    "ordinal_mu, ema, sync, positive",
+    [
+        (30.0, 0.5, 1.0, True),
+        (30.0, -0.5, 1.0, False),  # negative EMA
+        (-5.0, 0.5, 1.0, False),  # negative ordinal
+        (-5.0, -0.5, 1.0, False),  # Templar #45/#108: two negatives must not make a positive
+        (30.0, 0.5, 0.0, False),  # out of sync
+        (30.0, 0.0, 1.0, False),  # never passed a window
+    ],
+)
+def test_final_score_is_positive_only_when_every_factor_is(ordinal_mu, ema, sync, positive):
+    st = PeerState(mu=ordinal_mu, sigma=0.0, ema=ema, sync=sync)
+    assert (st.final > 0) == positive
+    assert st.final >= 0
+
+
+def test_zero_then_random_never_earns_weight():
+    """Templar #108: zero updates (score 0) for a while, then random ones (negative scores)."""
+    states: dict[str, PeerState] = {}
+    honest = lambda: m(own_after=4.0, random_after=4.4)  # noqa: E731
+    for w in range(12):
+        cheat = m(own_after=5.0, random_after=5.0) if w < 4 else m(own_after=5.6, random_after=5.7)
+        scoring.update_window(states, {"honest": honest(), "cheat": cheat}, P)
+        assert states["cheat"].final == 0.0, w
+    assert states["cheat"].ema < 0 and states["honest"].final > 0
+    assert scoring.gather_list(states, 15) == ["honest"]
+    assert scoring.incentive_weights(states, ["honest"]) == {"cheat": 0.0, "honest": 1.0}
+
+
+def test_copies_are_caught_and_the_later_upload_is_the_offender():
+    sizes = [4096 * 4, 128]
+    a = [set(range(0, 256)), set(range(64))]
+    b = [set(range(0, 256)), set(range(64))]  # copied
+    c = [set(range(1000, 1256)), set(range(64, 128))]  # independent
+    copies = scoring.find_copies({"a": a, "b": b, "c": c}, {"a": 10.0, "b": 11.5, "c": 10.5}, sizes, 0.75)
+    assert copies == {"b": "a"}
+    tie = scoring.find_copies({"a": a, "b": b}, {"a": 10.0, "b": 10.0}, sizes, 0.75)
+    assert tie == {"a": "b", "b": "a"}  # same store second: neither can be cleared
+
+
+def test_overlap_is_weighted_by_parameter_size():
+    big, small = set(range(64)), set(range(64))
+    ov = scoring.index_overlap([big, small], [set(), small], [1000, 10])
+    assert ov == pytest.approx(10 / 1010)
+
+
+def test_rank_order_puts_missing_last_and_ties_together():
+    peers, ranks = scoring.rank_order({"a": 0.1, "b": None, "c": 0.3, "d": 0.1})
+    assert peers == ["c", "a", "d", "b"] and ranks == [1, 2, 2, 4]
+
+
+def test_openskill_ranks_consistently_better_peers_higher():
+    states: dict[str, PeerState] = {}
+    for _ in range(5):
+        scoring.update_window(
+            states, {"good": m(random_after=4.0, own_after=3.9), "ok": m(random_after=4.6, own_after=4.4)}, P
+        )
+    assert states["good"].mu > states["ok"].mu and states["good"].final > states["ok"].final > 0
+
+
+def test_gather_list_takes_the_top_g_with_positive_scores():
+    states = {f"p{i}": PeerState(mu=30 + i, sigma=1, ema=0.5, sync=1.0) for i in range(5)}
+    states["bad"] = PeerState(mu=99, sigma=1, ema=-0.1, sync=1.0)
+    assert scoring.gather_list(states, 3) == ["p4", "p3", "p2"]
+    w = scoring.incentive_weights(states, ["p4", "p3", "p2"])
+    assert sum(w.values()) == pytest.approx(1.0) and w["bad"] == 0.0 and w["p0"] == 0.0
