@@ -101,7 +101,9 @@ def run_method(method: str, args, corpus, evals, seed: bytes) -> dict:
                 else:
                     updates = []
                     for r in range(args.peers):
-                        u, residuals[r] = codec.error_feedback_step(residuals[r], deltas[r], t.beta, plans, codec.CodecParams())
+                        u, residuals[r] = codec.error_feedback_step(
+                            residuals[r], deltas[r], t.beta, plans, codec.CodecParams()
+                        )
                         updates.append(u)
                     agg = codec.aggregate(updates, codec.CodecParams(), mean=method.split("-")[1])
                     for q, a in zip(theta.parameters(), agg, strict=True):
@@ -127,18 +129,23 @@ def main() -> None:
     ap.add_argument("--outer-lr", type=float, default=1.0, help="SparseLoCo outer lr alpha")
     ap.add_argument("--diloco-lr", type=float, default=0.7)
     ap.add_argument("--methods", default="adamw,diloco,sparseloco-all,sparseloco-chosen")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS / "convergence.json")
     args = ap.parse_args()
     if args.quick:
         args.windows, args.inner_steps = 4, 4
     torch.manual_seed(0)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     corpus = load_corpus()
     t = M.get_preset(args.preset).train
     evals = eval_batches(corpus, 64, t.seq_len, t.batch_size)
     seed = b"convergence-benchmark"
-    results = [run_method(m, args, corpus, evals, seed) for m in args.methods.split(",")]
+    results = []
+    for method in args.methods.split(","):
+        results.append(run_method(method, args, corpus, evals, seed))
+        r = results[-1]
+        print(f"  {method}: final loss {r['final_eval_loss']:.4f} in {r['seconds']}s", flush=True)
     by = {r["method"]: r for r in results}
     print(f"{args.peers} peers, {args.windows} windows x {args.inner_steps} inner steps, preset {args.preset}")
     print(f"{'method':<20}{'final loss':>12}{'vs DiLoCo':>11}{'vs AdamW':>10}{'bytes/peer':>14}{'DiLoCo/ours':>13}")

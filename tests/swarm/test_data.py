@@ -64,7 +64,8 @@ def test_sampler_matches_its_documented_definition(corpus):
     span = len(corpus.train) - data.PAGE_TOKENS - seq_len - 1
     pages = [u64(dom, b"page", key, struct.pack("<I", i)) % span for i in range(data.PAGES_PER_WINDOW)]
     s, j = 1, 2
-    off = pages[(s * batch + j) % data.PAGES_PER_WINDOW] + u64(dom, b"row", key, struct.pack("<II", s, j)) % data.PAGE_TOKENS
+    page = pages[(s * batch + j) % data.PAGES_PER_WINDOW]
+    off = page + u64(dom, b"row", key, struct.pack("<II", s, j)) % data.PAGE_TOKENS
     assert np.array_equal(got[s, j], corpus.train[off : off + seq_len + 1])
 
 

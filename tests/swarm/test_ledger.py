@@ -108,7 +108,9 @@ def test_not_a_ledger(tmp_path):
 
 def test_cli_verify_and_show(tmp_path):
     path = make_ledger(tmp_path / "ledger.sqlite")
-    ok = subprocess.run([sys.executable, "-m", "spore", "ledger", "verify", str(tmp_path)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "spore", "ledger", "verify", str(tmp_path)], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "5 records" in ok.stdout
     out = subprocess.run([sys.executable, "-m", "spore", "ledger", "show", str(path)], capture_output=True, text=True)
     assert out.returncode == 0 and "late: stored 0.3s after" in out.stdout and "#4 window 3" in out.stdout
@@ -120,4 +122,4 @@ def test_cli_verify_and_show(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "spore", "ledger", "verify", str(tmp_path / "nope.sqlite")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no ledger at" in missing.stderr
-    assert list(show(make_ledger(tmp_path / "b.sqlite", windows=1)))[0].startswith("#0 genesis")
+    assert next(iter(show(make_ledger(tmp_path / "b.sqlite", windows=1)))).startswith("#0 genesis")

@@ -12,7 +12,7 @@ import torch
 
 from spore import model as M
 from spore.data import load_corpus
-from spore.swarm import codec, wire
+from spore.swarm import wire
 from spore.swarm.adversary import KINDS
 from spore.swarm.identity import Identity
 from spore.swarm.ledger import verify_ledger
@@ -147,7 +147,7 @@ def test_validator_scores_real_updates_and_keeps_adversaries_out(net):
 
 
 def test_restarted_validator_resumes_its_history(net):
-    store, v, corpus, tmp = net
+    store, v, corpus, _ = net
     peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
     for w in range(2):
         for p in peers:
@@ -168,7 +168,7 @@ def test_restarted_validator_resumes_its_history(net):
 
 
 def test_aggregate_is_what_every_peer_computes(net):
-    store, v, _, _ = net
+    _, v, _, _ = net
     peers = [make_peer(net, bytes([65 + i])) for i in range(3)]
     for w in range(3):
         for p in peers:

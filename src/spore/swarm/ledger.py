@@ -209,7 +209,8 @@ def show(path: str | Path) -> Iterator[str]:
                        f"final {s['final']:.3f}")
             nxt = b.get("gather_next")
             if nxt is not None:
-                yield f"    gather list for window {(r.window or 0) + 1}: " + (", ".join(p[:12] for p in nxt) or "(empty)")
+                names = ", ".join(p[:12] for p in nxt) or "(empty)"
+                yield f"    gather list for window {(r.window or 0) + 1}: {names}"
             if b.get("checkpoint"):
                 yield f"    checkpoint window {b['checkpoint']['window']} sha256 {b['checkpoint']['sha256'][:16]}"
     finally:

@@ -27,7 +27,6 @@ from spore.swarm.identity import Identity
 from spore.swarm.protocol import (
     MAX_JSON_BYTES,
     RUN_KEY,
-    ProtocolError,
     RunManifest,
     checkpoint_keys,
     open_json,
@@ -39,6 +38,8 @@ from spore.swarm.store import Store, open_store
 
 @dataclass
 class PeerPlan:
+    """When the launcher starts, kills and restarts an honest peer (window numbers)."""
+
     index: int
     join_window: int = 0  # start the process when this window opens
     crash_window: int | None = None  # SIGKILL it when this window opens...
@@ -69,6 +70,9 @@ class Proc:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
+    def happened(self, prefix: str) -> bool:
+        return any(e.startswith(prefix) for e in self.events)
+
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
@@ -83,12 +87,103 @@ def _read_signed(store: Store, key: str, signer: bytes | None) -> dict[str, Any]
     try:
         body, _ = open_json(store.get(key, MAX_JSON_BYTES), signer=signer)
         return body
-    except (ProtocolError, Exception):
+    except Exception:  # missing, torn or forged: the observer simply does not see it
         return None
 
 
 def _fmt_bytes(n: float) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+class LocalNetwork:
+    """One validator and its peers as child processes, plus the schedule of who comes and goes."""
+
+    def __init__(
+        self,
+        out: Path,
+        store_url: str,
+        validator_args: list[str],
+        peers: int,
+        adversaries: list[str],
+        plans: list[PeerPlan],
+        restart_validator: int | None,
+    ) -> None:
+        self.env = _child_env()
+        py = [sys.executable, "-m", "spore", "swarm"]
+        keys = out / "keys"
+        self.validator = Identity.load_or_create(keys / "validator.key")
+        self.kinds = {f"peer-{i}": "honest" for i in range(peers)} | {
+            f"adv-{j}-{k}": k for j, k in enumerate(adversaries)
+        }
+        self.ids = {name: Identity.load_or_create(keys / f"{name}.key").hex for name in self.kinds}
+        self.plans = {f"peer-{p.index}": p for p in plans}
+        self.restart_validator = restart_validator
+        on_time = [n for n in self.kinds if self.plans.get(n, PeerPlan(0)).join_window == 0]
+        base = ["--store", store_url, "--key", str(keys / "validator.key"), "--out", str(out)]
+        self.procs = {
+            "validator": Proc("validator", py + ["validator", *base, "--min-peers", str(len(on_time)),
+                                                 *validator_args], out / "logs" / "validator.log")
+        }
+        self.resume_argv = py + ["validator", *base, "--resume"]
+        for name, kind in self.kinds.items():
+            argv = py + ["peer", "--store", store_url, "--validator", self.validator.hex,
+                         "--key", str(keys / f"{name}.key"), "--workdir", str(out / "peers" / name)]
+            self.procs[name] = Proc(name, argv + ([] if kind == "honest" else ["--adversary", kind]),
+                                    out / "logs" / f"{name}.log")
+        self.on_time = on_time
+
+    def start(self) -> None:
+        self.procs["validator"].start(self.env)
+        for name in self.on_time:
+            self.procs[name].start(self.env)
+
+    def follow_schedule(self, window: int, echo: TextIO) -> None:
+        """Late joins, crashes and restarts due by `window`."""
+        for name, plan in self.plans.items():
+            proc = self.procs[name]
+            if plan.join_window > 0 and window >= plan.join_window and proc.popen is None:
+                proc.start(self.env)
+                proc.events.append(f"joined at window {window}")
+                print(f"  {name} joins late at window {window}", file=echo)
+            if plan.crash_window is not None and window >= plan.crash_window and proc.alive() \
+                    and not proc.happened("killed"):
+                proc.kill()
+                proc.events.append(f"killed at window {window}")
+                print(f"  {name} killed (SIGKILL) at window {window}", file=echo)
+            if plan.restart_window is not None and window >= plan.restart_window and not proc.alive() \
+                    and proc.happened("killed") and not proc.happened("restarted"):
+                proc.start(self.env)
+                proc.events.append(f"restarted at window {window}")
+                print(f"  {name} restarted at window {window}", file=echo)
+        v = self.procs["validator"]
+        if self.restart_validator is not None and window >= self.restart_validator and v.alive() \
+                and not v.events:
+            v.kill()
+            v.events.append(f"killed at window {window}")
+            print(f"  validator killed (SIGKILL) at window {window}; resuming", file=echo)
+            v.argv = self.resume_argv
+            v.start(self.env)
+            v.events.append("resumed from its ledger")
+
+    def validator_done(self) -> bool:
+        v = self.procs["validator"]
+        if v.alive():
+            return False
+        assert v.popen is not None
+        if v.popen.returncode != 0:
+            raise RuntimeError(f"validator exited with {v.popen.returncode}; see {v.log}")
+        return True
+
+    def stop(self, grace: float) -> None:
+        """Let peers finish on their own (they do once the last window is decided), then kill."""
+        wait_until = time.time() + grace
+        for p in self.procs.values():
+            while p.alive() and time.time() < wait_until:
+                time.sleep(0.1)
+        for p in self.procs.values():
+            p.kill()
+            if p.handle:
+                p.handle.close()
 
 
 def run_network(
@@ -112,117 +207,42 @@ def run_network(
     store = open_store(store_url)
     if store.head(RUN_KEY) is not None:
         raise ValueError(f"store {store_url} already holds a run; choose a new --out or --store")
-    env = _child_env()
-    py = [sys.executable, "-m", "spore", "swarm"]
-
-    validator_key = out / "keys" / "validator.key"
-    validator = Identity.load_or_create(validator_key)
+    vargs = ["--preset", preset, "--windows", str(windows), "--aggregation", aggregation]
+    vargs += ["--window-seconds", str(window_seconds)] if window_seconds is not None else []
+    vargs += ["--outer-lr", str(outer_lr)] if outer_lr is not None else []
     adversaries = adversaries or []
-    names = [f"peer-{i}" for i in range(peers)] + [f"adv-{j}-{k}" for j, k in enumerate(adversaries)]
-    kinds = {name: "honest" for name in names[:peers]} | {
-        f"adv-{j}-{k}": k for j, k in enumerate(adversaries)
-    }
-    keys = {name: out / "keys" / f"{name}.key" for name in names}
-    ids = {name: Identity.load_or_create(k).hex for name, k in keys.items()}
-    plans = plans or [PeerPlan(i) for i in range(peers)]
-    by_index = {p.index: p for p in plans}
-    on_time = sum(1 for i in range(peers) if by_index.get(i, PeerPlan(i)).join_window == 0)
-
-    vargs = py + ["validator", "--store", store_url, "--key", str(validator_key), "--out", str(out),
-                  "--preset", preset, "--windows", str(windows), "--min-peers", str(on_time),
-                  "--aggregation", aggregation]
-    if window_seconds is not None:
-        vargs += ["--window-seconds", str(window_seconds)]
-    if outer_lr is not None:
-        vargs += ["--outer-lr", str(outer_lr)]
-    vargs[vargs.index("--min-peers") + 1] = str(on_time + len(adversaries))
-    procs: dict[str, Proc] = {"validator": Proc("validator", vargs, out / "logs" / "validator.log")}
-    for name in names:
-        argv = py + ["peer", "--store", store_url, "--validator", validator.hex, "--key", str(keys[name]),
-                     "--workdir", str(out / "peers" / name)]
-        if kinds[name] != "honest":
-            argv += ["--adversary", kinds[name]]
-        procs[name] = Proc(name, argv, out / "logs" / f"{name}.log")
+    net = LocalNetwork(out, store_url, vargs, peers, adversaries, plans or [], restart_validator)
 
     started = time.time()
-    procs["validator"].start(env)
-    for name in names:
-        if kinds[name] != "honest" or by_index.get(int(name[5:]), PeerPlan(0)).join_window == 0:
-            procs[name].start(env)
+    net.start()
     print(f"spore swarm: {peers} honest peers, {len(adversaries)} adversaries, {windows} windows, "
           f"preset {preset}, store {store_url}", file=echo)
-    resume_args = py + ["validator", "--store", store_url, "--key", str(validator_key), "--out", str(out), "--resume"]
-
     manifest: RunManifest | None = None
-    seen_records: dict[int, dict[str, Any]] = {}
+    shown = 0
     try:
-        while True:
+        while not net.validator_done():
             if manifest is None:
-                body = _read_signed(store, RUN_KEY, validator.id)
+                body = _read_signed(store, RUN_KEY, net.validator.id)
                 if body is not None:
                     manifest = RunManifest.from_json(body)
                     print(f"run {manifest.run_id} opened; window 0 starts in "
                           f"{max(0.0, manifest.t0 - time.time()):.1f}s "
                           f"(initial eval loss {manifest.extra['initial_eval_loss']:.4f})", file=echo)
             if manifest is not None:
-                now_w = manifest.window_at(time.time())
-                for i, plan in by_index.items():
-                    proc = procs[f"peer-{i}"]
-                    if plan.join_window > 0 and now_w >= plan.join_window and proc.popen is None:
-                        proc.start(env)
-                        proc.events.append(f"joined at window {now_w}")
-                        print(f"  peer-{i} joins late at window {now_w}", file=echo)
-                    if plan.crash_window is not None and now_w >= plan.crash_window and proc.alive() \
-                            and not any(e.startswith("killed") for e in proc.events):
-                        proc.kill()
-                        proc.events.append(f"killed at window {now_w}")
-                        print(f"  peer-{i} killed (SIGKILL) at window {now_w}", file=echo)
-                    if plan.restart_window is not None and now_w >= plan.restart_window and not proc.alive() \
-                            and any(e.startswith("killed") for e in proc.events) \
-                            and not any(e.startswith("restarted") for e in proc.events):
-                        proc.start(env)
-                        proc.events.append(f"restarted at window {now_w}")
-                        print(f"  peer-{i} restarted at window {now_w}", file=echo)
-                for w in range(len(seen_records), windows):
-                    rec = _read_signed(store, record_key(w), validator.id)
-                    if rec is None:
-                        break
-                    seen_records[w] = rec
+                net.follow_schedule(manifest.window_at(time.time()), echo)
+                while shown < windows and (rec := _read_signed(store, record_key(shown), net.validator.id)):
                     sizes = [s["bytes"] for s in rec["submissions"]]
-                    print(
-                        f"window {w} ({w + 1}/{windows})  eval loss {rec['eval_loss']:.4f}  "
-                        f"submissions {len(sizes)}  rejected {len(rec['rejected'])}  "
-                        f"wire {_fmt_bytes(statistics.median(sizes)) if sizes else '-'}/peer",
-                        file=echo, flush=True,
-                    )
-            v = procs["validator"]
-            if (restart_validator is not None and manifest is not None and v.alive() and not v.events
-                    and manifest.window_at(time.time()) >= restart_validator):
-                v.kill()
-                v.events.append(f"killed at window {manifest.window_at(time.time())}")
-                print(f"  validator killed (SIGKILL) at window {manifest.window_at(time.time())}; resuming", file=echo)
-                v.argv = resume_args
-                v.start(env)
-                v.events.append("resumed from its ledger")
-            if not v.alive():
-                assert v.popen is not None
-                if v.popen.returncode != 0:
-                    raise RuntimeError(f"validator exited with {v.popen.returncode}; see {v.log}")
-                break
+                    print(f"window {shown} ({shown + 1}/{windows})  eval loss {rec['eval_loss']:.4f}  "
+                          f"submissions {len(sizes)}  rejected {len(rec['rejected'])}  "
+                          f"wire {_fmt_bytes(statistics.median(sizes)) if sizes else '-'}/peer", file=echo, flush=True)
+                    shown += 1
             time.sleep(0.25)
-        # Peers finish on their own once the last window is decided.
-        wait_until = time.time() + 60
-        for p in procs.values():
-            while p.alive() and time.time() < wait_until:
-                time.sleep(0.1)
     finally:
-        for p in procs.values():
-            p.kill()
-            if p.handle:
-                p.handle.close()
+        net.stop(grace=60)
 
     assert manifest is not None
-    summary = summarize(store, manifest, validator.id, peers=peers, ids=ids, kinds=kinds, procs=procs)
+    summary = summarize(store, manifest, net.validator.id, peers=peers, ids=net.ids, kinds=net.kinds,
+                        procs=net.procs)
     summary["wall_seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, out)

@@ -130,6 +130,8 @@ class Validator:
         # Private randomness for the random batches: peers cannot predict them.
         self.secret = secrets.token_bytes(32)
         self.score_rows = 32  # rows of own and of random data each update is measured on
+        self.score_budget = 0.6 * manifest.window_seconds  # seconds of measuring per window
+        self.seconds_per_score: float | None = None  # running estimate of one update's cost
 
     # -- opening and resuming ----------------------------------------------------
 
@@ -205,13 +207,31 @@ class Validator:
     def _seed(self, window: int, what: bytes) -> bytes:
         return hmac.new(self.secret, what + window.to_bytes(8, "little"), hashlib.sha256).digest()
 
+    def sample(self, window: int, g: Gathered) -> list[Submission]:
+        """The valid submissions to measure this window: all that fit the time budget.
+
+        Measuring costs a few forward passes per update; when more peers submit
+        than `score_budget` seconds allow (at the cost per update seen so far),
+        a sample drawn with private randomness is measured and the rest keep
+        their standing for this window (spec section 3: "for a sample of peers").
+        """
+        if self.seconds_per_score is None:
+            return list(g.accepted)
+        fits = max(1, int(self.score_budget / self.seconds_per_score))
+        if len(g.accepted) <= fits:
+            return list(g.accepted)
+        rng = np.random.default_rng(np.frombuffer(self._seed(window, b"sample"), dtype=np.uint64))
+        chosen = sorted(rng.choice(len(g.accepted), size=fits, replace=False))
+        return [g.accepted[i] for i in chosen]
+
     def measure(self, window: int, g: Gathered) -> dict[str, scoring.Measurement]:
-        """Loss before/after each valid update, on its own batch and on a random batch."""
+        """Loss before/after each sampled valid update, on its own rows and on random rows;
+        how far behind its base is; and, for every valid update, whether it copies another."""
         m, rep, t = self.manifest, self.replica, self.manifest.train
         if not g.accepted:
             return {}
-        # The own batch is drawn from every row the peer was assigned this window (the
-        # update should fit them best); the random batch is as large, from private randomness.
+        # The own rows are drawn from every row the peer was assigned this window (the
+        # update should fit them best); the random rows are as many, from private randomness.
         rows = min(t.inner_steps * t.batch_size, self.score_rows)
         rand = random_batch(rep.corpus, self._seed(window, b"random"), rows, t.seq_len)
         pick = np.random.default_rng(np.frombuffer(self._seed(window, b"rows"), dtype=np.uint64)).choice(
@@ -220,9 +240,11 @@ class Validator:
         theta = [p.detach().clone() for p in rep.params()]
         rep.model.eval()
         out: dict[str, scoring.Measurement] = {}
+        sampled = self.sample(window, g)
+        started = time.perf_counter()
         with torch.no_grad():
             random_before = float(M.lm_loss(rep.model, rand))
-            for s in g.accepted:
+            for s in sampled:
                 assigned = peer_batches(
                     rep.corpus, bytes.fromhex(m.run_seed), s.peer, window, t.inner_steps, t.batch_size, t.seq_len
                 )
@@ -234,18 +256,31 @@ class Validator:
                 random_after = float(M.lm_loss(rep.model, rand))
                 for p, p0 in zip(rep.params(), theta, strict=True):
                     p.copy_(p0)
-                base = s.header.base_digest.hex()
-                behind = window - self.theta_history[base] if base in self.theta_history else None
-                out[s.peer.hex()] = scoring.Measurement(own_before, own_after, random_before, random_after, behind)
+                out[s.peer.hex()] = scoring.Measurement(
+                    own_before, own_after, random_before, random_after, self.behind(window, s)
+                )
+        if sampled:
+            cost = (time.perf_counter() - started) / len(sampled)
+            prev = self.seconds_per_score
+            self.seconds_per_score = cost if prev is None else 0.5 * prev + 0.5 * cost
         copies = scoring.find_copies(
             {s.peer.hex(): kept_positions(s) for s in g.accepted},
             {s.peer.hex(): s.modified for s in g.accepted},
             [pl.numel for pl in rep.plans],
             self.params.copy_threshold,
         )
-        for offender, original in copies.items():
-            out[offender].copy_of = original
+        nan = float("nan")
+        for s in g.accepted:
+            offender = s.peer.hex()
+            if offender in copies:  # a copy fails its window whether or not it was measured
+                out.setdefault(offender, scoring.Measurement(nan, nan, nan, nan, self.behind(window, s)))
+                out[offender].copy_of = copies[offender]
         return out
+
+    def behind(self, window: int, s: Submission) -> int | None:
+        """Outer steps between the theta the update was computed from and theta(window)."""
+        base = s.header.base_digest.hex()
+        return window - self.theta_history[base] if base in self.theta_history else None
 
     def publish_gather_list(self, window: int) -> list[str] | None:
         """Publish G(window) from the ratings so far; None during the warm-up.
@@ -291,7 +326,11 @@ class Validator:
         self.known |= submitters
         rated = bool(g.accepted)
         if rated:
-            scoring.update_window(self.states, {p: measured.get(p) for p in sorted(self.known)}, self.params)
+            # Measured peers, plus known peers that sent nothing valid; valid updates
+            # left out of this window's sample keep their standing.
+            unmeasured = {s.peer.hex() for s in g.accepted} - set(measured)
+            judged = {p: measured.get(p) for p in sorted(self.known - unmeasured)}
+            scoring.update_window(self.states, judged, self.params)
         typical = scoring.typical_help(measured)
         for s in used.accepted:
             self.states[s.peer.hex()].windows_in_gather += 1
@@ -320,6 +359,7 @@ class Validator:
             "checkpoint": checkpoint,
             "eval_loss": loss,
             "measure_seconds": measure_seconds,
+            "measured": len(measured),
             "time": time.time(),
         }
         self.ledger.append("window", w, record)
