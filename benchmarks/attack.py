@@ -55,11 +55,11 @@ def main() -> None:
     print(f"final eval loss: attacked {attacked['final_eval_loss']:.4f}, honest alone {alone['final_eval_loss']:.4f}"
           f" (ratio {ratio:.3f}); adversary appearances in gather lists after warm-up: "
           f"{attacked['adversaries_in_gather_after_warmup']}")
-    print(f"{'rank':>4}  {'peer':<22}{'kind':<18}{'final score':>12}{'weight':>8}{'in gather':>10}  rejections")
+    print(f"{'rank':>4}  {'peer':<24}{'kind':<18}{'final score':>12}{'weight':>8}{'in gather':>10}  rejections")
     rows = []
     for r in attacked["ranking"]:
         rej = ", ".join(sorted(reasons.get(r["id"], set()))) or "-"
-        print(f"{r['rank']:>4}  {r['name']:<22}{r['kind']:<18}{r['final_score']:>12.3f}{r['weight']:>8.3f}"
+        print(f"{r['rank']:>4}  {r['name']:<24}{r['kind']:<18}{r['final_score']:>12.3f}{r['weight']:>8.3f}"
               f"{r['windows_in_gather']:>10}  {rej}")
         rows.append(r | {"rejections": sorted(reasons.get(r["id"], set()))})
     args.out.write_text(json.dumps({

@@ -66,6 +66,15 @@ def sync_to(peer: Peer, v: Validator) -> None:
     peer.replica.catch_up(v.replica.window)
 
 
+def honest_windows(net, peers: list[Peer], v: Validator, windows: int) -> None:
+    """Each window: every peer catches up, trains and uploads; the validator steps."""
+    for _ in range(windows):
+        for p in peers:
+            sync_to(p, v)
+            upload(net, p, v.replica.window)
+        v.step()
+
+
 def test_every_rejection_reason_is_named(net):
     store, v, _, _ = net
     alice, mallory = make_peer(net, b"a"), make_peer(net, b"m")
@@ -149,20 +158,13 @@ def test_validator_scores_real_updates_and_keeps_adversaries_out(net):
 def test_restarted_validator_resumes_its_history(net):
     store, v, corpus, _ = net
     peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
-    for w in range(2):
-        for p in peers:
-            sync_to(p, v)
-            upload(net, p, w)
-        v.step()
+    honest_windows(net, peers, v, 2)
     states = {k: dataclasses.asdict(s) for k, s in v.states.items()}
     v.ledger.close()
     again = Validator.resume(store, v.identity, v.out, corpus)
     assert again.replica.window == 2 and again.replica.digest() == v.replica.digest()
     assert {k: dataclasses.asdict(s) for k, s in again.states.items()} == states
-    for p in peers:
-        sync_to(p, again)
-        upload(net, p, 2)
-    again.step()
+    honest_windows(net, peers, again, 1)
     r = verify_ledger(again.out / "ledger.sqlite", again.identity.id)
     assert r.ok and r.records == 4  # genesis + windows 0, 1, 2: nothing lost, nothing twice
 
@@ -170,11 +172,7 @@ def test_restarted_validator_resumes_its_history(net):
 def test_aggregate_is_what_every_peer_computes(net):
     _, v, _, _ = net
     peers = [make_peer(net, bytes([65 + i])) for i in range(3)]
-    for w in range(3):
-        for p in peers:
-            sync_to(p, v)
-            upload(net, p, w)
-        v.step()
+    honest_windows(net, peers, v, 3)
     for p in peers:
         sync_to(p, v)
         assert p.replica.digest() == v.replica.digest()

@@ -313,7 +313,7 @@ def summarize(
                 "wire_bytes": [s["bytes"] for s in rec["submissions"]],
                 "peers_reporting": len(statuses),
                 "gather": rec.get("gather"),
-                "ranks": {p: r["final"] for p, r in rec.get("ratings", {}).items()},
+                "ranks": {p: [r["final"], r["ordinal"]] for p, r in rec.get("ratings", {}).items()},
             })
     last = records[-1]
     assert last is not None
@@ -383,17 +383,18 @@ def plot(summary: dict[str, Any], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = {r["id"]: f"{r['name']} ({r['kind']})" for r in summary["ranking"]}
-    for pid, label in names.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (pid, label) in enumerate(names.items()):
         order = []
         for p in pw:
-            finals = p["ranks"]
-            ranked = sorted(finals, key=lambda q: (-finals[q], q))
-            order.append(ranked.index(pid) + 1 if pid in finals else None)
+            scores = p["ranks"]  # peer -> [final score, ordinal]; ties on 0 broken by ordinal
+            ranked = sorted(scores, key=lambda q: (-scores[q][0], -scores[q][1], q))
+            order.append(ranked.index(pid) + 1 if pid in scores else None)
         style = "-" if "honest" in label else "--"
-        ax.plot(xs, order, style, marker="o", label=label)
+        ax.plot(xs, order, style, marker="o", label=label, color=colors[i % len(colors)])
     ax.invert_yaxis()
     ax.set_xlabel("window")
-    ax.set_ylabel("rank by final score (1 = best)")
+    ax.set_ylabel("rank (final score, then ordinal; 1 = best)")
     ax.set_title("validator ranking over windows")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
