@@ -15,25 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
+from spore.cliargs import positive_float as _positive_float
+from spore.cliargs import positive_int as _positive_int
 
 
 def _at_window(text: str) -> tuple[int, int]:
@@ -156,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = ledger.add_parser("show", help="print a readable history")
     ls.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
 
+    from spore.posttrain.cli import register as register_posttrain
+
+    register_posttrain(top)
     return parser
 
 
@@ -172,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             return _swarm(args)
         if args.command == "ledger":
             return _ledger(args)
+        if args.command == "posttrain":
+            from spore.posttrain.cli import main as posttrain_main
+
+            return posttrain_main(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileNotFoundError, TimeoutError) as e:

@@ -368,12 +368,14 @@ def plot(summary: dict[str, Any], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     pw = summary["per_window"]
     xs = [p["window"] + 1 for p in pw]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([0, *xs], [summary["initial_eval_loss"]] + [p["eval_loss"] for p in pw], marker="o")
     ax.set_xlabel("window")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("held-out loss (nats/byte)")
     ax.set_title(f"spore swarm: {summary['peers']} peers, preset {summary['preset']}")
     ax.grid(alpha=0.3)

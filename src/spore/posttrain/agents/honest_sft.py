@@ -1,0 +1,48 @@
+"""honest-sft: fine-tune the base model on the public generator, nothing else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from spore.posttrain.agents.common import (
+    WORK,
+    public_tasks,
+    save_final,
+    sft,
+    task_info,
+    time_left,
+    train_budget,
+    write_jsonl,
+)
+
+TRAIN_ITEMS = 20000
+
+
+def main() -> None:
+    from spore.model import load_pretrained
+
+    info = task_info()
+    tasks = public_tasks()
+    task = tasks.TASKS[info["task"]]
+    template = json.loads((WORK / "eval" / "template.json").read_text())
+    items = task.public_items(TRAIN_ITEMS, f"honest-sft-{info['seed']}")
+    write_jsonl(WORK / "train.jsonl", items)
+    model = load_pretrained(WORK / "base_model")
+    steps = sft(model, [tasks.format_pair(it, template) for it in items], train_budget(),
+                seed=int(info["seed"]))
+    save_final(model)
+    print(f"honest-sft: {steps} steps on {len(items)} public items")
+    if time_left() > 6:  # what a careful agent does: the self-check it was given
+        try:
+            check = subprocess.run([sys.executable, "eval/evaluate.py", "--model", "final_model",
+                                    "--limit", "20"], capture_output=True, text=True, cwd=WORK,
+                                   timeout=time_left() - 2)
+            print("self-check:", check.stdout.strip() or check.stderr.strip()[-300:])
+        except subprocess.TimeoutExpired:
+            print("self-check: no time left")
+
+
+if __name__ == "__main__":
+    main()

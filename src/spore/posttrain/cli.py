@@ -1,0 +1,182 @@
+"""`spore posttrain ...`: registered into the top-level parser by spore.cli.
+
+    spore posttrain make-base       build a base model folder from a config
+    spore posttrain make-reference  train the reference ("instruct") model: s_ref and a
+                                    forbidden checkpoint for the provenance check
+    spore posttrain run             run an agent on a task (see harness.py)
+    spore posttrain judge RUN...    write RUN/judgement.json
+    spore posttrain score RUN...    leaderboard (judges runs that have no judgement)
+    spore posttrain report RUN      RUN/report.md and RUN/report.png
+    spore posttrain tasks           list the tasks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from spore.cliargs import positive_int as _positive_int
+
+DEFAULT_TIME_LIMIT = "5m"
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_BYTES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def duration(text: str) -> float:
+    """90, 90s, 5m, 1.5h -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text.lower())
+    if not m or float(m[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 90s, 5m or 1h")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+def memory(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg])i?b?\s*", text.lower())
+    if not m or int(m[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size; write e.g. 4G or 512M")
+    return int(m[1]) * _BYTES[m[2]]
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a seed is >= 0, got {v}")
+    return v
+
+
+def _task(text: str) -> str:
+    from spore.posttrain.tasks import TASKS
+
+    if text not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose one of "
+                                         + ", ".join(sorted(TASKS)))
+    return text
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("posttrain", help="can an agent post-train a model, honestly?")
+    sub = p.add_subparsers(dest="posttrain_command", required=True)
+
+    mb = sub.add_parser("make-base", help="build a base model folder from a spore.model config")
+    mb.add_argument("--out", type=Path, required=True)
+    mb.add_argument("--config", choices=["tiny", "small"], default="tiny")
+    mb.add_argument("--pretrain", type=duration, default=None, metavar="DURATION",
+                    help="pre-train on the stdlib corpus for this long (default: none)")
+    mb.add_argument("--init-seed", type=_seed, default=0)
+
+    mr = sub.add_parser("make-reference", help="train the reference model on every task")
+    mr.add_argument("--base", type=Path, required=True)
+    mr.add_argument("--out", type=Path, required=True)
+    mr.add_argument("--train", type=duration, default=duration("10m"), metavar="DURATION")
+    mr.add_argument("--eval-items", type=_positive_int, default=200,
+                    help="public items per task for the reference scores")
+
+    run = sub.add_parser("run", help="run an agent on a task and evaluate its model")
+    run.add_argument("--agent", required=True, help="a command, or builtin:NAME")
+    run.add_argument("--base", type=Path, required=True, help="base model folder")
+    run.add_argument("--task", type=_task, required=True)
+    run.add_argument("--time-limit", type=duration, default=duration(DEFAULT_TIME_LIMIT),
+                     metavar="DURATION", help=f"default {DEFAULT_TIME_LIMIT}")
+    run.add_argument("--seed", type=_seed, default=0)
+    run.add_argument("--out", type=Path, required=True, help="a new run folder")
+    run.add_argument("--grace", type=duration, default=5.0, metavar="DURATION",
+                     help="between SIGTERM and SIGKILL (default 5s)")
+    run.add_argument("--no-network", action="store_true", help="run the agent in a network namespace")
+    run.add_argument("--memory-limit", type=memory, default=None, metavar="SIZE",
+                     help="address-space cap for the agent, e.g. 8G")
+    run.add_argument("--forbidden", type=Path, action="append", default=[], metavar="MODEL_DIR",
+                     help="a checkpoint the final model must not come from (repeatable)")
+    run.add_argument("--test-size", type=_positive_int, default=None,
+                     help="hidden test items (default: the task's, 200)")
+    run.add_argument("--no-trace", action="store_true", help="do not record a syscall trace")
+
+    j = sub.add_parser("judge", help="check runs' integrity; writes RUN/judgement.json")
+    j.add_argument("runs", type=Path, nargs="+")
+
+    s = sub.add_parser("score", help="leaderboard over runs")
+    s.add_argument("runs", type=Path, nargs="+")
+    s.add_argument("--plot", type=Path, default=None, help="write a bar chart PNG here")
+    s.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
+
+    r = sub.add_parser("report", help="RUN/report.md with a bar chart RUN/report.png")
+    r.add_argument("run", type=Path)
+
+    sub.add_parser("tasks", help="list the tasks")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except RuntimeError as e:  # the sandbox or the evaluation refused: say why, no traceback
+        print(f"spore: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    cmd = args.posttrain_command
+    if cmd == "tasks":
+        from spore.posttrain.tasks import TASKS
+
+        for t in TASKS.values():
+            ex = t.public_items(1, "examples")[0]
+            print(f"{t.name:<12} {t.description}  e.g. {ex.question!r} -> {ex.answer!r}")
+        return 0
+    if cmd == "make-base":
+        from spore.posttrain.baseline import make_base
+
+        info = make_base(args.out, args.config, args.pretrain or 0.0, args.init_seed)
+        print(json.dumps(info))
+        return 0
+    if cmd == "make-reference":
+        from spore.posttrain.baseline import make_reference
+        from spore.posttrain.harness import check_model_dir
+
+        check_model_dir(args.base, "--base")
+        print(json.dumps(make_reference(args.base, args.out, args.train, args.eval_items)))
+        return 0
+    if cmd == "run":
+        from spore.posttrain.harness import RunConfig, run
+
+        res = run(RunConfig(
+            agent=args.agent, base=args.base, task=args.task, time_limit=args.time_limit,
+            seed=args.seed, out=args.out, grace=args.grace, no_network=args.no_network,
+            memory_bytes=args.memory_limit, forbidden=tuple(args.forbidden),
+            test_size=args.test_size, trace=not args.no_trace,
+        ))
+        print(json.dumps(res))
+        return 0
+    if cmd == "judge":
+        from spore.posttrain.judge import judge
+
+        for rd in args.runs:
+            doc = judge(rd)
+            flags = ", ".join(doc["flagged_by"]) or "clean"
+            print(f"{rd}: {flags}  ({doc['judge_seconds']:.2f}s) -> {rd / 'judgement.json'}")
+        return 0
+    if cmd == "score":
+        from spore.posttrain.report import format_leaderboard, load_run, plot_leaderboard
+        from spore.posttrain.scoring import leaderboard
+
+        runs = [load_run(rd) for rd in args.runs]
+        if args.json:
+            rows, weights, meta = leaderboard(runs)
+            print(json.dumps({"rows": [r.__dict__ for r in rows], "weights": weights} | meta,
+                             indent=1))
+        else:
+            print(format_leaderboard(runs))
+        if args.plot:
+            plot_leaderboard(runs, args.plot)
+            print(f"chart: {args.plot}", file=sys.stderr)
+        return 0
+    if cmd == "report":
+        from spore.posttrain.report import run_report
+
+        print(run_report(args.run))
+        return 0
+    return 2

@@ -1,0 +1,40 @@
+"""A real base model and a real registry checkpoint, built once per session via the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REF_TRAIN = "40s"  # the registry's "instruct" model: longer than any test run trains
+
+
+def spore(*args: object, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "spore", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"spore {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_dir_result(run: Path) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("posttrain") / "base"
+    spore("posttrain", "make-base", "--out", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("posttrain") / "instruct"
+    spore("posttrain", "make-reference", "--base", base, "--out", out, "--train", REF_TRAIN,
+          "--eval-items", "40")
+    return out
