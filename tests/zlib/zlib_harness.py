@@ -1,4 +1,4 @@
-"""Shared machinery for the spore.zlib tests: outcomes, API sessions, C zlib streams.
+"""Shared machinery for the spore.zlib tests: outcomes, API sessions, C zlib streams, round trips.
 
 An *outcome* is what one decompressor does with one input, reduced to a value
 that two implementations can be compared on. A *session* is a sequence of API
@@ -24,6 +24,11 @@ VECTORS = SHARED / "vectors" / "infcover.json"
 CANTERBURY = SHARED / "corpora" / "canterbury"
 
 Outcome = tuple[Any, ...]
+
+
+def zdict_keyword(zdict: bytes | None) -> dict[str, bytes]:
+    """The ``zdict`` keyword for (de)compressobj: omitted for no dictionary, as CPython rejects ``zdict=None``."""
+    return {} if zdict is None else {"zdict": zdict}
 
 
 def load_infcover_vectors() -> list[dict[str, Any]]:
@@ -68,7 +73,7 @@ def api_outcome(data: bytes, wbits: int, zdict: bytes | None = None) -> Outcome:
     """The same, through spore.zlib.decompressobj(wbits, zdict).decompress(data)."""
     import spore.zlib as sz
 
-    d = sz.decompressobj(wbits) if zdict is None else sz.decompressobj(wbits, zdict=zdict)
+    d = sz.decompressobj(wbits, **zdict_keyword(zdict))
     try:
         output = d.decompress(data)
     except sz.error as exc:
@@ -115,7 +120,7 @@ def run_session(
     """
     log: list[tuple[Any, ...]] = []
     try:
-        d = module.decompressobj(wbits) if zdict is None else module.decompressobj(wbits, zdict=zdict)
+        d = module.decompressobj(wbits, **zdict_keyword(zdict))
     except Exception as exc:  # compared, not hidden: both modules must raise alike
         return [("init", type(exc).__name__, str(exc))]
     pos = 0
@@ -174,14 +179,13 @@ def random_payload(rng: random.Random) -> bytes:
 
 def c_zlib_stream(rng: random.Random, data: bytes, wbits: int, zdict: bytes | None = None) -> bytes:
     """``data`` compressed by C zlib with random level, memLevel, strategy and flushes."""
-    options: dict[str, Any] = {} if zdict is None else {"zdict": zdict}
     co = c_zlib.compressobj(
         rng.randrange(-1, 10),
         c_zlib.DEFLATED,
         wbits,
         rng.randrange(1, 10),
         rng.randrange(5),
-        **options,
+        **zdict_keyword(zdict),
     )
     pieces = []
     i = 0
@@ -221,3 +225,46 @@ def mutate(rng: random.Random, stream: bytes) -> bytes:
     elif r < 0.8:
         damaged += rng.randbytes(rng.randrange(1, 20))
     return bytes(damaged)
+
+
+# --- whole streams through either module's API -----------------------------------
+
+
+def compress_with(
+    module: ModuleType,
+    data: bytes,
+    level: int = -1,
+    wbits: int = 15,
+    mem_level: int = 8,
+    strategy: int = 0,
+    zdict: bytes | None = None,
+    chunk: int | None = None,
+) -> bytes:
+    """``data`` through module.compressobj(...), fed ``chunk`` bytes at a time (all at once if None), finished."""
+    co = module.compressobj(level, module.DEFLATED, wbits, mem_level, strategy, **zdict_keyword(zdict))
+    step = chunk or max(len(data), 1)
+    return b"".join(co.compress(data[i : i + step]) for i in range(0, len(data), step)) + co.flush()
+
+
+def decompress_whole(module: ModuleType, stream: bytes, wbits: int, zdict: bytes | None = None) -> bytes:
+    """module.decompressobj(wbits, zdict) on one complete stream; checks that it ends exactly where the bytes do."""
+    d = module.decompressobj(wbits, **zdict_keyword(zdict))
+    out = d.decompress(stream) + d.flush()
+    assert d.eof and d.unused_data == b""
+    return out
+
+
+def read_in_limited_pieces(d: Any, stream: bytes, max_length: int, calls: int) -> bytes:
+    """Feed ``stream``, then its unconsumed_tail back, ``max_length`` at a time, until eof or ``calls`` calls.
+
+    Every piece must respect the limit; the caller checks eof and the output.
+    """
+    pieces, tail = [], stream
+    for _ in range(calls):
+        piece = d.decompress(tail, max_length)
+        assert len(piece) <= max_length
+        pieces.append(piece)
+        tail = d.unconsumed_tail
+        if d.eof:
+            break
+    return b"".join(pieces)

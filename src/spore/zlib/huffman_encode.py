@@ -49,36 +49,30 @@ def lsb_first(value: int, nbits: int) -> str:
     return format(value, f"0{nbits}b")[::-1] if nbits else ""
 
 
-def _length_tables() -> tuple[list[int], list[str], list[int]]:
-    symbol = [0] * (MAX_MATCH + 1)
-    extra = [""] * (MAX_MATCH + 1)
-    nextra = [0] * (MAX_MATCH + 1)
-    for code, (base, bits) in enumerate(zip(LENGTH_BASE, LENGTH_EXTRA, strict=True)):
+def _extra_bits_tables(
+    bases: tuple[int, ...], extras: tuple[int, ...], first_symbol: int, largest: int
+) -> tuple[list[int], list[str], list[int]]:
+    """For each value 0..largest: its symbol, its extra bits as stream bits, and their count (§3.2.5)."""
+    symbol = [0] * (largest + 1)
+    extra = [""] * (largest + 1)
+    nextra = [0] * (largest + 1)
+    for code, (base, bits) in enumerate(zip(bases, extras, strict=True)):
         for offset in range(1 << bits):
-            # Code 284 with extra bits 31 would spell 258, but §3.2.5 has 284 cover
-            # 227..257 and gives 258 code 285.
-            if base + offset <= MAX_MATCH:
-                symbol[base + offset] = 257 + code
-                extra[base + offset] = lsb_first(offset, bits)
-                nextra[base + offset] = bits
-    return symbol, extra, nextra
-
-
-def _distance_tables() -> tuple[list[int], list[str], list[int]]:
-    symbol = [0] * (MAX_DISTANCE + 1)
-    extra = [""] * (MAX_DISTANCE + 1)
-    nextra = [0] * (MAX_DISTANCE + 1)
-    for code, (base, bits) in enumerate(zip(DIST_BASE, DIST_EXTRA, strict=True)):
-        for offset in range(1 << bits):
-            symbol[base + offset] = code
-            extra[base + offset] = lsb_first(offset, bits)
-            nextra[base + offset] = bits
+            value = base + offset
+            # Length code 284 with extra bits 31 would spell 258, but §3.2.5 gives
+            # 258 its own code, 285, which comes later and so has the last word.
+            if value <= largest:
+                symbol[value] = first_symbol + code
+                extra[value] = lsb_first(offset, bits)
+                nextra[value] = bits
     return symbol, extra, nextra
 
 
 # Indexed by match length (3..258) and by distance (1..32768).
-LENGTH_SYMBOL, LENGTH_EXTRA_STREAM, LENGTH_EXTRA_COUNT = _length_tables()
-DISTANCE_SYMBOL, DISTANCE_EXTRA_STREAM, DISTANCE_EXTRA_COUNT = _distance_tables()
+LENGTH_SYMBOL, LENGTH_EXTRA_STREAM, LENGTH_EXTRA_COUNT = _extra_bits_tables(LENGTH_BASE, LENGTH_EXTRA, 257, MAX_MATCH)
+DISTANCE_SYMBOL, DISTANCE_EXTRA_STREAM, DISTANCE_EXTRA_COUNT = _extra_bits_tables(
+    DIST_BASE, DIST_EXTRA, 0, MAX_DISTANCE
+)
 
 # --- Huffman code construction --------------------------------------------------
 

@@ -40,6 +40,7 @@ test; and a match is measured with one big-int XOR instead of a byte loop.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import defaultdict
 from dataclasses import dataclass
 
 from .constants import Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE
@@ -162,7 +163,9 @@ class Lz77:
         self.base = 0  # absolute position of data[0]
         self.origin = 0  # absolute position zlib holds at window index 0 (see chain_candidates)
         self.keys: list[int] = []  # one per hashed position: len(keys) positions are hashed
-        self.chains: list[list[int]] = [[] for _ in range(1 << hash_bits)]
+        # Created as hashes occur: a stream (or a copy()) pays only for the chains it uses,
+        # not for 2^(memLevel + 7) empty lists up front.
+        self.chains: defaultdict[int, list[int]] = defaultdict(list)
         self.pos = 0  # the next position to match (zlib's strstart)
         self.block_start = 0  # first byte of the current block
         self.tokens: list[int] = []
@@ -176,7 +179,7 @@ class Lz77:
         twin.__dict__.update(self.__dict__)
         twin.data = bytearray(self.data)
         twin.keys = list(self.keys)
-        twin.chains = [list(chain) for chain in self.chains]
+        twin.chains = defaultdict(list, {key: list(chain) for key, chain in self.chains.items()})
         twin.tokens = list(self.tokens)
         return twin
 
@@ -237,7 +240,7 @@ class Lz77:
         del self.data[:drop]
         del self.keys[:drop]
         self.base += drop
-        for chain in self.chains:
+        for chain in self.chains.values():
             if chain and chain[0] < self.base:
                 del chain[: bisect_left(chain, self.base)]
         self.pos -= drop
@@ -251,7 +254,7 @@ class Lz77:
         self.origin = self.base
         self.data = bytearray()
         self.keys = []
-        self.chains = [[] for _ in self.chains]
+        self.chains = defaultdict(list)
         self.pos = self.block_start = self.match_start = 0
         self.match_length = MIN_MATCH - 1
 
