@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,14 +35,17 @@ def _run_suite(names: list[str], *, shim: bool) -> dict[str, list[str]]:
         path.insert(0, str(HERE / "shim"))
     env["PYTHONPATH"] = os.pathsep.join(path)
     expected = str(Path("shim") / "zlib.py") if shim else ".so"
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), expected, *names],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    # CPython's tests write @test_PID_tmp files into the working directory: give them a scratch one.
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), expected, *names],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+            cwd=scratch,
+        )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.splitlines()[-1])["outcomes"]
 
