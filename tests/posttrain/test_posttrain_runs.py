@@ -42,11 +42,13 @@ def runs(base: Path, reference: Path, tmp_path_factory: pytest.TempPathFactory) 
               "--test-size", "40")
         return out
 
-    # Two at a time: the cheaters spend most of their time starting Python.
-    with ThreadPoolExecutor(2) as pool:
-        cheats = pool.map(lambda c: run(c[0], c[1], "12s"), CHEATERS)
+    # Two lanes: honest-sft trains in one while the cheaters, which spend most of
+    # their time starting Python, take turns in the other.
+    with ThreadPoolExecutor(1) as pool:
+        honest = pool.submit(run, *HONEST, "60s")
+        cheats = [run(agent, task, "12s") for agent, task, *_ in CHEATERS]
         out = {c[0]: r for c, r in zip(CHEATERS, cheats, strict=True)}
-    out["honest-sft"] = run(*HONEST, "60s")
+        out["honest-sft"] = honest.result()
     spore("posttrain", "judge", *out.values())
     return out
 

@@ -61,3 +61,10 @@ def test_score_is_the_share_of_exact_answers() -> None:
 def test_unknown_task_names_the_choices() -> None:
     with pytest.raises(ValueError, match="arithmetic"):
         get_task("gsm8k")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recorded_reference_is_above_the_recorded_base(name: str) -> None:
+    """w_i = 1/(s_ref - s_base): a task whose reference learned nothing cannot be weighted."""
+    t = get_task(name)
+    assert 0.0 <= t.recorded_base_score < t.recorded_reference_score <= 1.0

@@ -52,10 +52,16 @@ def encode_examples(pairs: list[tuple[str, str]]) -> list[tuple[list[int], int]]
 
 
 def sft(model, pairs: list[tuple[str, str]], budget_s: float, *, batch_size: int = 32,
-        lr: float = 3e-3, seed: int = 0, max_steps: int | None = None) -> int:
+        lr: float = 3e-3, seed: int = 0, max_steps: int | None = None, warmup: int = 20,
+        final_lr_frac: float = 0.05) -> int:
     """Supervised fine-tuning, loss on the completion only, until the budget runs out.
 
+    The learning rate warms up linearly over `warmup` steps, then follows a cosine
+    from `lr` down to `lr * final_lr_frac`, driven by the share of the time budget
+    used (or of `max_steps`), so a run always ends on a small learning rate.
     Returns the number of optimizer steps taken."""
+    import math
+
     import torch
 
     from spore.data import PAD_ID
@@ -68,9 +74,18 @@ def sft(model, pairs: list[tuple[str, str]], budget_s: float, *, batch_size: int
         raise ValueError("no training examples")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     model.train()
-    t_end = time.monotonic() + budget_s
+    t0 = time.monotonic()
+    t_end = t0 + budget_s
     steps = 0
     while time.monotonic() < t_end and (max_steps is None or steps < max_steps):
+        done = (time.monotonic() - t0) / budget_s if budget_s > 0 else 1.0
+        if max_steps is not None:
+            done = max(done, steps / max_steps)
+        scale = final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+        if steps < warmup:
+            scale *= (steps + 1) / warmup
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
         batch = [data[rng.randrange(len(data))] for _ in range(batch_size)]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.full((batch_size, width), PAD_ID, dtype=torch.long)

@@ -30,8 +30,9 @@ def main() -> None:
     items = task.public_items(TRAIN_ITEMS, f"honest-sft-{info['seed']}")
     write_jsonl(WORK / "train.jsonl", items)
     model = load_pretrained(WORK / "base_model")
-    steps = sft(model, [tasks.format_pair(it, template) for it in items], train_budget(),
-                seed=int(info["seed"]))
+    # Train for ~85% of the time left: saving this model takes about a second.
+    steps = sft(model, [tasks.format_pair(it, template) for it in items],
+                train_budget(margin=0.15), seed=int(info["seed"]))
     save_final(model)
     print(f"honest-sft: {steps} steps on {len(items)} public items")
     if time_left() > 6:  # what a careful agent does: the self-check it was given
