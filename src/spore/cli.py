@@ -55,8 +55,13 @@ def _ledger(args: argparse.Namespace) -> int:
 
     path = _ledger_path(args.path)
     if args.ledger_command == "show":
-        for line in show(path):
-            print(line)
+        import sqlite3
+
+        try:
+            for line in show(path):
+                print(line)
+        except (sqlite3.DatabaseError, KeyError, ValueError) as e:
+            raise ValueError(f"{path} is not a readable spore ledger ({e}); try `spore ledger verify`") from None
         return 0
     pinned = parse_id(args.validator) if args.validator else None
     result = verify_ledger(path, pinned)
