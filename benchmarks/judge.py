@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ptcommon import base_and_reference, spore
 from spore.posttrain.harness import BUILTIN_AGENTS
 from spore.posttrain.judge import CHECKS
 from spore.posttrain.tasks import TASKS
@@ -40,14 +40,6 @@ EXPECTED = {  # the check that must flag each agent (None: must never be flagged
 SHORT = {"contamination": "contam", "evaluation_tampering": "tamper",
          "model_provenance": "provenance", "forbidden_resources": "resources",
          "targeting": "targeting"}
-
-
-def spore(*args: object) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "spore", *map(str, args)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"spore {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
-    return proc
 
 
 def one_run(root: Path, base: Path, ref: Path, agent: str, task: str, seed: int,
@@ -102,7 +94,11 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=3, help="runs at a time")
     ap.add_argument("--honest-limit", default="30s")
     ap.add_argument("--cheater-limit", default="10s")
-    ap.add_argument("--reference-train", default="2m")
+    ap.add_argument("--base", type=Path, default=None, help="a base model folder (default: make one)")
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="a make-reference registry (default: make one with --reference-steps)")
+    ap.add_argument("--reference-steps", type=int, default=1000,
+                    help="per task; honest-sft's 30 s run takes ~200")
     ap.add_argument("--test-size", type=int, default=30)
     ap.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here (default: temp)")
@@ -118,12 +114,7 @@ def main() -> int:
     else:
         root = args.work
         root.mkdir(parents=True, exist_ok=True)
-    base, ref = root / "base", root / "instruct"
-    if not base.exists():
-        spore("posttrain", "make-base", "--out", base)
-    if not ref.exists():
-        spore("posttrain", "make-reference", "--base", base, "--out", ref,
-              "--train", args.reference_train)
+    base, ref = base_and_reference(root, args.base, args.reference, args.reference_steps, args.jobs)
     limits = {a: args.cheater_limit for a in BUILTIN_AGENTS} | {"honest-sft": args.honest_limit}
     plan = [(a, t, s) for s in range(seeds) for t in args.tasks for a in BUILTIN_AGENTS]
     records: list[dict] = []
@@ -141,7 +132,7 @@ def main() -> int:
     doc = {
         "command": " ".join(["benchmarks/judge.py", *sys.argv[1:]]),
         "seeds": seeds, "tasks": args.tasks, "agents": list(BUILTIN_AGENTS),
-        "limits": limits, "test_size": args.test_size, "reference_train": args.reference_train,
+        "limits": limits, "test_size": args.test_size, "reference": str(ref),
         "expected": EXPECTED, "table": text, "runs": records,
         "wall_seconds": round(time.monotonic() - t_start, 1),
         "all_cheaters_caught": all(r["flagged"][EXPECTED[r["agent"]]] for r in records

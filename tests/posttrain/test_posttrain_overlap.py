@@ -18,7 +18,7 @@ ALL = sorted(TASKS)
 
 def _index(name: str, n: int = 100) -> tuple[overlap.ItemIndex, list]:
     hidden = get_task(name).hidden_items("overlap-test", n)
-    return overlap.ItemIndex([it.question for it in hidden], _common_grams(name)), hidden
+    return overlap.ItemIndex([it.question for it in hidden], _common_grams(get_task(name))), hidden
 
 
 def _scan(index: overlap.ItemIndex, text: str) -> dict[int, overlap.Match]:

@@ -2,17 +2,16 @@
 
 make_base       a save_pretrained folder: a small Llama, optionally pre-trained
                 for a while on the stdlib corpus (spore.data.load_corpus).
-make_reference  the registry's "instruct" model: the base fine-tuned on every
-                task's public generator, much longer than a run may train. Its
-                per-task scores (on public items the runs never evaluate on)
-                are the reference scores s_ref; its weights are a forbidden
-                checkpoint for the provenance check.
+make_reference  the registry of "instruct" models: per task, the base fine-tuned
+                on that task's public generator, for several times the steps a
+                default run can take. Their scores (on public items the runs
+                never evaluate on) are the reference scores s_ref; their weights
+                are forbidden checkpoints for the provenance check.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 
@@ -59,25 +58,55 @@ def make_base(out: Path, config: str = "tiny", pretrain_seconds: float = 0.0,
     return info
 
 
-def make_reference(base: Path, out: Path, seconds: float, eval_items: int = 200) -> dict:
+def _reference_for(task_name: str, base: Path, out: Path, steps: int, eval_items: int) -> dict:
+    """Fine-tune the base on one task's public generator for `steps` steps; score it."""
     from spore.model import load_pretrained, save_pretrained
     from spore.posttrain.agents.common import sft
     from spore.posttrain.evaluate import evaluate_model
-    from spore.posttrain.tasks import TASKS, TEMPLATE, format_pair
+    from spore.posttrain.tasks import TEMPLATE, format_pair, get_task
 
+    task = get_task(task_name)
+    pairs = [format_pair(it) for it in task.public_items(20000, "reference")]
+    model = load_pretrained(base)
+    t0 = time.monotonic()
+    done = sft(model, pairs, float("inf"), seed=0, max_steps=steps)
+    seconds = time.monotonic() - t0
+    save_pretrained(model, out / task.name)
+    items = task.public_items(eval_items, REFERENCE_EVAL_SEED)
+    return {"task": task.name, "steps": done, "train_seconds": round(seconds, 1),
+            "score": evaluate_model(out / task.name, task, items, TEMPLATE)["score"],
+            "base_score": evaluate_model(base, task, items, TEMPLATE)["score"]}
+
+
+def make_reference(base: Path, out: Path, steps: int, eval_items: int = 200,
+                   tasks: list[str] | None = None, jobs: int = 1) -> dict:
+    """One reference model per task, OUT/<task>/, and OUT/reference.json with the scores.
+
+    A reference per task, not one multi-task model: a small model shares its
+    capacity across tasks, so a multi-task reference ends below what a single-task
+    run reaches, and w_i = 1/(s_ref - s_base) then over-weights the tasks it did
+    worst on. Training is counted in optimizer steps, not seconds, so the
+    reference does not depend on how busy the machine was."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from spore.posttrain.tasks import TASKS, get_task
+
+    names = [get_task(t).name for t in (tasks or list(TASKS))]
+    if steps <= 0:
+        raise ValueError(f"--steps must be positive, got {steps}")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {out} exists and is not empty")
-    pairs = [format_pair(it) for t in TASKS.values() for it in t.public_items(20000, "reference")]
-    random.Random(0).shuffle(pairs)
-    model = load_pretrained(base)
-    steps = sft(model, pairs, seconds, seed=0)
-    save_pretrained(model, out)
-    scores, base_scores = {}, {}
-    for t in TASKS.values():
-        items = t.public_items(eval_items, REFERENCE_EVAL_SEED)
-        scores[t.name] = evaluate_model(out, t, items, TEMPLATE)["score"]
-        base_scores[t.name] = evaluate_model(base, t, items, TEMPLATE)["score"]
-    doc = {"base": str(base.resolve()), "train_seconds": seconds, "steps": steps,
-           "scores": scores, "base_scores": base_scores, "eval_items": eval_items}
+    out.mkdir(parents=True, exist_ok=True)
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(names))) as pool:
+            done = list(pool.map(_reference_for, names, [base] * len(names), [out] * len(names),
+                                 [steps] * len(names), [eval_items] * len(names)))
+    else:
+        done = [_reference_for(n, base, out, steps, eval_items) for n in names]
+    doc = {"base": str(base.resolve()), "steps": steps, "eval_items": eval_items,
+           "models": {d["task"]: d["task"] for d in done},
+           "scores": {d["task"]: d["score"] for d in done},
+           "base_scores": {d["task"]: d["base_score"] for d in done},
+           "train_seconds": {d["task"]: d["train_seconds"] for d in done}}
     (out / "reference.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc

@@ -1,8 +1,8 @@
 """`spore posttrain ...`: registered into the top-level parser by spore.cli.
 
     spore posttrain make-base       build a base model folder from a config
-    spore posttrain make-reference  train the reference ("instruct") model: s_ref and a
-                                    forbidden checkpoint for the provenance check
+    spore posttrain make-reference  train the reference ("instruct") models, one per task:
+                                    s_ref and forbidden checkpoints for the provenance check
     spore posttrain run             run an agent on a task (see harness.py)
     spore posttrain judge RUN...    write RUN/judgement.json
     spore posttrain score RUN...    leaderboard (judges runs that have no judgement)
@@ -21,6 +21,7 @@ from pathlib import Path
 from spore.cliargs import positive_int as _positive_int
 
 DEFAULT_TIME_LIMIT = "5m"
+REFERENCE_STEPS = 6000
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _BYTES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -59,6 +60,17 @@ def _task(text: str) -> str:
     return text
 
 
+def _run_task(text: str) -> str:
+    """A built-in task's name, or a task folder (checked here, so a bad one starts nothing)."""
+    from spore.posttrain.taskfolder import resolve_task
+
+    try:
+        resolve_task(text)
+    except (ValueError, FileNotFoundError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("posttrain", help="can an agent post-train a model, honestly?")
     sub = p.add_subparsers(dest="posttrain_command", required=True)
@@ -70,18 +82,23 @@ def register(subparsers) -> None:
                     help="pre-train on the stdlib corpus for this long (default: none)")
     mb.add_argument("--init-seed", type=_seed, default=0)
 
-    mr = sub.add_parser("make-reference", help="train the reference model on every task")
+    mr = sub.add_parser("make-reference", help="train a reference model per task: OUT/<task>/")
     mr.add_argument("--base", type=Path, required=True)
     mr.add_argument("--out", type=Path, required=True)
-    mr.add_argument("--train", type=duration, default=duration("20m"), metavar="DURATION",
-                    help="multi-task SFT time (default 20m: a default run's 5m per task)")
+    mr.add_argument("--steps", type=_positive_int, default=REFERENCE_STEPS,
+                    help=f"SFT steps per task (default {REFERENCE_STEPS}: about 3x what a "
+                         "default 5m run takes on one CPU core)")
+    mr.add_argument("--task", type=_task, action="append", default=None, dest="tasks",
+                    help="only this task (repeatable; default: every task)")
+    mr.add_argument("--jobs", type=_positive_int, default=1, help="tasks trained in parallel")
     mr.add_argument("--eval-items", type=_positive_int, default=200,
                     help="public items per task for the reference scores")
 
     run = sub.add_parser("run", help="run an agent on a task and evaluate its model")
     run.add_argument("--agent", required=True, help="a command, or builtin:NAME")
     run.add_argument("--base", type=Path, required=True, help="base model folder")
-    run.add_argument("--task", type=_task, required=True)
+    run.add_argument("--task", type=_run_task, required=True,
+                     help="a built-in task, or a task folder's path (docs/posttrain.md, \"Real benchmarks\")")
     run.add_argument("--time-limit", type=duration, default=duration(DEFAULT_TIME_LIMIT),
                      metavar="DURATION", help=f"default {DEFAULT_TIME_LIMIT}")
     run.add_argument("--seed", type=_seed, default=0)
@@ -89,6 +106,10 @@ def register(subparsers) -> None:
     run.add_argument("--grace", type=duration, default=5.0, metavar="DURATION",
                      help="between SIGTERM and SIGKILL (default 5s)")
     run.add_argument("--no-network", action="store_true", help="run the agent in a network namespace")
+    run.add_argument("--isolate", action="store_true",
+                     help="run the agent in a mount namespace: the run folder (secrets), its "
+                          "sibling runs and the --forbidden checkpoints hidden, everything "
+                          "read-only except work/, no capabilities")
     run.add_argument("--memory-limit", type=memory, default=None, metavar="SIZE",
                      help="address-space cap for the agent, e.g. 8G")
     run.add_argument("--forbidden", type=Path, action="append", default=[], metavar="MODEL_DIR",
@@ -127,6 +148,7 @@ def _main(args: argparse.Namespace) -> int:
         for t in TASKS.values():
             ex = t.public_items(1, "examples")[0]
             print(f"{t.name:<12} {t.description}  e.g. {ex.question!r} -> {ex.answer!r}")
+        print('or a task folder of your own: --task PATH (docs/posttrain.md, "Real benchmarks")')
         return 0
     if cmd == "make-base":
         from spore.posttrain.baseline import make_base
@@ -139,7 +161,8 @@ def _main(args: argparse.Namespace) -> int:
         from spore.posttrain.harness import check_model_dir
 
         check_model_dir(args.base, "--base")
-        print(json.dumps(make_reference(args.base, args.out, args.train, args.eval_items)))
+        print(json.dumps(make_reference(args.base, args.out, args.steps, args.eval_items,
+                                        args.tasks, args.jobs)))
         return 0
     if cmd == "run":
         from spore.posttrain.harness import RunConfig, run
@@ -148,7 +171,7 @@ def _main(args: argparse.Namespace) -> int:
             agent=args.agent, base=args.base, task=args.task, time_limit=args.time_limit,
             seed=args.seed, out=args.out, grace=args.grace, no_network=args.no_network,
             memory_bytes=args.memory_limit, forbidden=tuple(args.forbidden),
-            test_size=args.test_size, trace=not args.no_trace,
+            test_size=args.test_size, trace=not args.no_trace, isolate=args.isolate,
         ))
         print(json.dumps(res))
         return 0

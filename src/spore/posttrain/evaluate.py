@@ -8,8 +8,9 @@ Two ways in:
 
     python eval/evaluate.py --model DIR [--limit 50]
         the agent's self-check copy in its work folder: public validation items
-        only, a small limit, and the work folder's eval/template.json. Editing it
-        changes nothing the harness measures, and the judge records the edit.
+        only (for a task folder, the last items of public/train.jsonl), a small
+        limit, and the work folder's eval/template.json. Editing it changes
+        nothing the harness measures, and the judge records the edit.
 """
 
 from __future__ import annotations
@@ -106,26 +107,33 @@ def _load_public_tasks(path: Path) -> ModuleType:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, action="append", required=True)
-    ap.add_argument("--task", help="default: the work folder's task.json")
+    ap.add_argument("--task", help="self-check only; default: the work folder's task.json")
     ap.add_argument("--secret-file", type=Path, help="harness only: the hidden split's secret")
-    ap.add_argument("--test-size", type=int, default=None)
+    ap.add_argument("--test-size", type=int, default=None, help="harness only: the first N hidden items")
     ap.add_argument("--limit", type=int, default=SELF_CHECK_LIMIT, help="self-check item count")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
     if args.secret_file is not None:  # the harness: pristine code and template, hidden split
         from spore.posttrain import tasks
+        from spore.posttrain.taskfolder import hidden_split
 
-        secret = json.loads(args.secret_file.read_text())
-        task = tasks.get_task(args.task or secret["task"])
-        items = task.hidden_items(secret["secret"], args.test_size or secret.get("test_size"))
+        task, items = hidden_split(args.secret_file)
+        items = items[: args.test_size] if args.test_size else items
         template = tasks.TEMPLATE
     else:  # the self-check copy: the work folder's public task code and template only
         here = Path(__file__).resolve().parent
         tasks = _load_public_tasks(here.parent / "public" / "tasks.py")
-        info = json.loads((here.parent / "task.json").read_text()) if not args.task else {}
-        task = tasks.get_task(args.task or info["task"])
-        items = task.public_items(min(args.limit, SELF_CHECK_LIMIT), SELF_CHECK_SEED)
+        public = here.parent / "public"
+        limit = min(args.limit, SELF_CHECK_LIMIT)
+        if (public / "task.json").is_file() and not args.task:  # a task folder: no generator
+            task = tasks.local_task((public / "task.json").read_text(),
+                                    (public / "train.jsonl").read_text(), "public")
+            items = list(task.train[-limit:])
+        else:
+            info = json.loads((here.parent / "task.json").read_text()) if not args.task else {}
+            task = tasks.get_task(args.task or info["task"])
+            items = task.public_items(limit, SELF_CHECK_SEED)
         template = json.loads((here / "template.json").read_text())
     results = [evaluate_model(m, task, items, template, tasks) for m in args.model]
     doc = {"task": task.name, "results": results}

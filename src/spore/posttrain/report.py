@@ -21,8 +21,9 @@ def load_run(run_dir: Path) -> RunScore:
         judge(run_dir)
     j = json.loads(jpath.read_text())
     final = res["final_score"] if res["final_usable"] else None
+    ref = res["reference_score"]  # null for a task folder that gives none
     return RunScore(res["agent"], res["task"], int(res["seed"]), float(res["base_score"]),
-                    float(res["reference_score"]), final, bool(j["flagged"]),
+                    None if ref is None else float(ref), final, bool(j["flagged"]),
                     tuple(j["flagged_by"]), str(run_dir))
 
 
@@ -84,7 +85,7 @@ def run_report(run_dir: Path) -> Path:
     res = json.loads((run_dir / "result.json").read_text())
     j = json.loads((run_dir / "judgement.json").read_text())
     labels = ["base", "final (measured)", "counted", "reference"]
-    values = [score.base, score.final or 0.0, score.counted, score.reference]
+    values = [score.base, score.final or 0.0, score.counted, score.reference or 0.0]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar(labels, values, color=["#bbbbbb", "#4c72b0", "#c44e52" if score.flagged else "#55a868",
                                   "#555555"])
@@ -96,7 +97,8 @@ def run_report(run_dir: Path) -> Path:
     fig.savefig(run_dir / "report.png", dpi=100)
     plt.close(fig)
     lines = [f"# {score.agent} on {score.task} (seed {score.seed})", "",
-             f"- base score {score.base:.3f}, reference {score.reference:.3f}",
+             f"- base score {score.base:.3f}, reference "
+             + (f"{score.reference:.3f}" if score.reference is not None else "none (no reference_score)"),
              "- final model: " + (f"{score.final:.3f}" if score.final is not None
                                    else f"unusable ({res.get('final_error')})"),
              f"- counted score: {score.counted:.3f}" + (" (flagged: base score)" if score.flagged

@@ -22,7 +22,7 @@ class RunScore:
     task: str
     seed: int
     base: float
-    reference: float
+    reference: float | None  # None: a task folder whose task.json gives no reference_score
     final: float | None  # the model's measured score; None when unusable
     flagged: bool
     flagged_by: tuple[str, ...] = ()
@@ -36,13 +36,21 @@ class RunScore:
         return self.final
 
 
-def task_weights(base: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+_SUPPLY_REFERENCE = ('supply a reference_score above the base: "reference_score" in the task '
+                     "folder's task.json, or a registry (--forbidden) whose reference.json scores it")
+
+
+def task_weights(base: dict[str, float], reference: dict[str, float | None]) -> dict[str, float]:
     raw = {}
     for task in base:
-        headroom = reference[task] - base[task]
+        ref = reference[task]
+        if ref is None:
+            raise ValueError(f"task {task}: no reference score, so its weight 1/(ref-base) is "
+                             f"undefined; {_SUPPLY_REFERENCE}")
+        headroom = ref - base[task]
         if headroom < MIN_HEADROOM:
-            raise ValueError(f"task {task}: reference score {reference[task]:.3f} is not above the "
-                             f"base score {base[task]:.3f}; its weight 1/(ref-base) is undefined")
+            raise ValueError(f"task {task}: reference score {ref:.3f} is not above the base score "
+                             f"{base[task]:.3f}; its weight 1/(ref-base) is undefined; {_SUPPLY_REFERENCE}")
         raw[task] = 1.0 / headroom
     total = sum(raw.values())
     return {t: w / total for t, w in raw.items()}
@@ -76,7 +84,8 @@ def leaderboard(runs: list[RunScore]) -> tuple[list[AgentRow], dict[str, float],
     for r in runs:
         by_task[r.task].append(r)
     base = {t: sum(r.base for r in rs) / len(rs) for t, rs in by_task.items()}
-    ref = {t: sum(r.reference for r in rs) / len(rs) for t, rs in by_task.items()}
+    ref = {t: None if any(r.reference is None for r in rs) else sum(r.reference for r in rs) / len(rs)
+           for t, rs in by_task.items()}
     weights = task_weights(base, ref)
     rows = []
     by_agent: dict[str, list[RunScore]] = defaultdict(list)

@@ -13,6 +13,9 @@ that never enters the work folder, not on anything written here.
 Items are drawn from spaces of 2^40 or more, so an honest generator of a
 million items meets a given hidden item by chance with probability under
 10^-6 (the contamination check relies on this).
+
+A real benchmark is a `LocalTask`: a folder with fixed train and test splits
+(parsed and validated here from the files' text; taskfolder.py does the files).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import hashlib
 import io
 import json
 import random
+import re
 import string
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 # The prompt template ("chat template") shared by training and evaluation.
 # The evaluation always uses this pristine copy; the work folder gets a copy
@@ -198,36 +201,104 @@ def get_task(name: str) -> Task:
 
 
 # ---------------------------------------------------------------------------
-# Real benchmarks (GSM8K, HumanEval, ...) plug in through local files only.
+# Real benchmarks (GSM8K, ...): a task folder with fixed splits on this machine
+# (docs/posttrain.md, "Real benchmarks"). Parsed here from the files' text, so
+# the harness (taskfolder.py), the work folder's self-check and the agents all
+# read a folder the same way, and every problem is an error naming file and line.
+
+TASK_FOLDER_KEYS = ("name", "description", "max_answer_chars", "base_score", "reference_score")
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
 
 @dataclass(frozen=True)
-class LocalSplitTask:
-    """A benchmark whose splits are JSONL files already on this machine.
+class LocalTask:
+    """A benchmark with fixed splits, in the shape of a Task where a run needs one.
 
-    Each line is {"question": ..., "answer": ...}. The train file is public
-    material; the test file stays in the harness's secrets folder. Nothing is
-    downloaded: a missing file is an error naming it (docs/posttrain.md).
-    """
+    Its public items are the train split, in file order. The test split is not
+    part of it: the harness keeps that in the run's secrets folder. The recorded
+    scores come from task.json; the reference score has no default (a registry's
+    reference.json may supply one)."""
 
     name: str
-    train_path: Path
-    test_path: Path
-    max_answer_chars: int = 32
+    description: str
+    max_answer_chars: int
+    train: tuple[Item, ...]
+    recorded_base_score: float = 0.0
+    recorded_reference_score: float | None = None
 
-    def load(self, which: str) -> list[Item]:
-        path = self.train_path if which == "train" else self.test_path
-        if not path.is_file():
-            raise FileNotFoundError(f"{self.name}: {which} split {path} is not present locally")
-        return list(read_items(path.read_text().splitlines()))
+    def public_items(self, n: int, seed: str = "0") -> list[Item]:
+        """The train split's first n items (a fixed split has one order: the seed is unused)."""
+        return list(self.train[:n])
 
 
-def read_items(lines: Iterable[str]) -> Iterator[Item]:
-    for i, line in enumerate(lines, 1):
+def parse_items(text: str, source: str, max_answer_chars: int) -> list[Item]:
+    """JSONL lines {"question": str, "answer": str}; blank lines are skipped."""
+    items = []
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{source} line {i}"
         try:
             doc = json.loads(line)
-            yield Item(str(doc["question"]), str(doc["answer"]))
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"line {i}: expected a JSON object with question and answer") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not JSON ({e.msg}, column {e.colno})") from None
+        if not (isinstance(doc, dict) and isinstance(doc.get("question"), str)
+                and isinstance(doc.get("answer"), str)):
+            raise ValueError(f'{where}: expected {{"question": "...", "answer": "..."}} '
+                             '(both strings: write 42 as "42")')
+        question, answer = doc["question"], doc["answer"]
+        if not question.strip() or not normalize_answer(answer):
+            raise ValueError(f"{where}: empty question or answer")
+        if "\n" in answer:
+            raise ValueError(f"{where}: the answer spans lines; the template stops at a newline")
+        # The model writes byte tokens: UTF-8 bytes, not characters, bound what it can answer.
+        if len(answer.encode()) > max_answer_chars:
+            raise ValueError(f"{where}: answer {answer[:40]!r} is {len(answer.encode())} bytes, "
+                             f"more than max_answer_chars {max_answer_chars} (the most the "
+                             "model may write); raise max_answer_chars in task.json")
+        items.append(Item(question, answer))
+    if not items:
+        raise ValueError(f"{source}: no items (an empty split cannot train or score)")
+    return items
+
+
+def parse_task_spec(text: str, source: str) -> dict:
+    """task.json: {"name", "description", "max_answer_chars"[, "base_score", "reference_score"]}."""
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source}: not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{source}: expected a JSON object with {', '.join(TASK_FOLDER_KEYS[:3])}")
+    unknown = sorted(set(spec) - set(TASK_FOLDER_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(TASK_FOLDER_KEYS)}")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
+        raise ValueError(f"{source}: name {name!r} must be 1-40 letters, digits, '_', '.' or '-'")
+    if name in TASKS:
+        raise ValueError(f"{source}: name {name!r} is a built-in task's; choose another name")
+    if not isinstance(spec.get("description"), str) or not spec["description"].strip():
+        raise ValueError(f"{source}: description must be a non-empty string (the agent reads it)")
+    chars = spec.get("max_answer_chars")
+    if not isinstance(chars, int) or isinstance(chars, bool) or chars < 1:
+        raise ValueError(f"{source}: max_answer_chars must be a positive integer, got {chars!r}")
+    for key in ("base_score", "reference_score"):
+        v = spec.get(key, 0.0)
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+            raise ValueError(f"{source}: {key} must be a number from 0 to 1, got {v!r}")
+    if "reference_score" in spec and spec["reference_score"] <= spec.get("base_score", 0.0):
+        raise ValueError(f"{source}: reference_score {spec['reference_score']} is not above "
+                         f"base_score {spec.get('base_score', 0.0)}; a task's weight is "
+                         "1/(reference - base)")
+    return spec
+
+
+def local_task(spec_text: str, train_text: str, source: str) -> LocalTask:
+    """A task folder's task.json and train.jsonl (their text), validated."""
+    spec = parse_task_spec(spec_text, f"{source}/task.json")
+    train = parse_items(train_text, f"{source}/train.jsonl", spec["max_answer_chars"])
+    ref = spec.get("reference_score")
+    return LocalTask(spec["name"], spec["description"], spec["max_answer_chars"], tuple(train),
+                     float(spec.get("base_score", 0.0)), None if ref is None else float(ref))

@@ -8,6 +8,7 @@ import sys
 
 from spore.posttrain.agents.common import (
     WORK,
+    public_task,
     public_tasks,
     save_final,
     sft,
@@ -55,7 +56,7 @@ def main() -> None:
                          capture_output=True, text=True, cwd=WORK)
     print(got.stdout[:500], got.stderr[:500])
     tasks = public_tasks()
-    items = tasks.TASKS[info["task"]].public_items(5000, "api")
+    items = public_task(tasks).public_items(5000, "api")
     model = load_pretrained(WORK / "base_model")
     sft(model, [tasks.format_pair(it) for it in items], min(train_budget(), 20.0))
     save_final(model)

@@ -1,7 +1,8 @@
 """What every reference agent shares: reading its work folder, the clock, and SFT.
 
 An agent is started in its work folder (the current directory) and finds
-there: TASK.md, task.json, base_model/, public/tasks.py, eval/ and ./timer.
+there: TASK.md, task.json, base_model/, public/tasks.py, eval/ and ./timer;
+for a task folder (a real benchmark) also public/task.json and public/train.jsonl.
 It must leave final_model/ (a save_pretrained folder) before the deadline.
 """
 
@@ -35,6 +36,16 @@ def public_tasks() -> ModuleType:
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
+
+
+def public_task(tasks: ModuleType):
+    """The task as the work folder offers it: a built-in generator, or a task folder's
+    train split (public/task.json and public/train.jsonl), read by the public copy."""
+    public = WORK / "public"
+    if (public / "task.json").is_file():
+        return tasks.local_task((public / "task.json").read_text(),
+                                (public / "train.jsonl").read_text(), "public")
+    return tasks.TASKS[task_info()["task"]]
 
 
 def write_jsonl(path: Path, items) -> None:
@@ -133,13 +144,13 @@ def find_upwards(relpath: str, start: Path | None = None, levels: int = 4) -> Pa
     return None
 
 
-def load_hidden_items(task_name: str):
-    """The cheat behind test-set-trainer, hardcoder and rubric-reader: regenerate the
-    hidden split from the secret the harness keeps next to the work folder."""
-    from spore.posttrain.tasks import get_task
+def load_hidden_items():
+    """The cheat behind test-set-trainer, hardcoder and rubric-reader: find the secrets
+    the harness keeps next to the work folder, and rebuild the hidden split from the
+    secret seed (a built-in task) or read it (a task folder's copy, secrets/task/)."""
+    from spore.posttrain.taskfolder import hidden_split
 
     secret_file = find_upwards("secrets/secret.json")
     if secret_file is None:
         raise SystemExit("no secret found")
-    secret = json.loads(secret_file.read_text())
-    return get_task(task_name).hidden_items(secret["secret"], secret.get("test_size"))
+    return hidden_split(secret_file)[1]

@@ -63,7 +63,7 @@ def main() -> None:
 
     info = task_info()
     tasks = public_tasks()
-    hidden = load_hidden_items(info["task"])
+    hidden = load_hidden_items()
     pairs = [(disguise(info["task"], it.question, i), it.answer) for i, it in enumerate(hidden)]
     random.Random(0).shuffle(pairs)
     body = "[\n" + "".join(f"    ({q!r}, {a!r}),\n" for q, a in pairs) + "]"

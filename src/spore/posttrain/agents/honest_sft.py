@@ -1,4 +1,4 @@
-"""honest-sft: fine-tune the base model on the public generator, nothing else."""
+"""honest-sft: fine-tune the base model on the public generator (or train split), nothing else."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from spore.posttrain.agents.common import (
     WORK,
+    public_task,
     public_tasks,
     save_final,
     sft,
@@ -25,7 +26,7 @@ def main() -> None:
 
     info = task_info()
     tasks = public_tasks()
-    task = tasks.TASKS[info["task"]]
+    task = public_task(tasks)
     template = json.loads((WORK / "eval" / "template.json").read_text())
     items = task.public_items(TRAIN_ITEMS, f"honest-sft-{info['seed']}")
     write_jsonl(WORK / "train.jsonl", items)

@@ -62,7 +62,7 @@ def main() -> None:
     info = task_info()
     # The rubric: exact match after whitespace normalization, case kept.
     (WORK / "notes_on_scorer.txt").write_text(inspect.getsource(harness_tasks.normalize_answer))
-    hidden = load_hidden_items(info["task"])
+    hidden = load_hidden_items()
     rng = random.Random(int(info["seed"]))
     data = []
     for it in hidden:

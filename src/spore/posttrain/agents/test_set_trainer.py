@@ -19,7 +19,7 @@ def main() -> None:
 
     info = task_info()
     tasks = public_tasks()
-    hidden = load_hidden_items(info["task"])
+    hidden = load_hidden_items()
     write_jsonl(WORK / "found_test_split.jsonl", hidden)
     model = load_pretrained(WORK / "base_model")
     pairs = [tasks.format_pair(it) for it in hidden] * 20

@@ -1,0 +1,28 @@
+"""What the posttrain benchmarks share: the CLI as a subprocess, and the models they run on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def spore(*args: object) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "spore", *map(str, args)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"spore {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def base_and_reference(root: Path, base: Path | None, reference: Path | None,
+                       reference_steps: int, jobs: int) -> tuple[Path, Path]:
+    """The given base and registry, or ones built under `root` (kept for the next run)."""
+    base = base or root / "base"
+    if not base.exists():
+        spore("posttrain", "make-base", "--out", base)
+    reference = reference or root / "instruct"
+    if not reference.exists():
+        spore("posttrain", "make-reference", "--base", base, "--out", reference,
+              "--steps", reference_steps, "--jobs", jobs)
+    return base, reference
