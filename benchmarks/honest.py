@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ptcommon import base_and_reference, spore
+from ptcommon import base_and_reference, spore, write_json
 from spore.posttrain.tasks import TASKS
 
 
@@ -108,9 +108,7 @@ def main() -> int:
         "none_flagged": not any(r["flagged_by"] for r in records),
         "wall_seconds": round(time.monotonic() - t_start, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out} ({doc['wall_seconds']}s)", file=sys.stderr)
+    write_json(args.out, doc)
     if tmp is not None:
         tmp.cleanup()
     return 0 if doc["all_beat_base"] and doc["none_flagged"] else 1

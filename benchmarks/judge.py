@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ptcommon import base_and_reference, spore
+from ptcommon import base_and_reference, spore, write_json
 from spore.posttrain.harness import BUILTIN_AGENTS
 from spore.posttrain.judge import CHECKS
 from spore.posttrain.tasks import TASKS
@@ -140,9 +140,7 @@ def main() -> int:
         "honest_never_flagged": all(not any(r["flagged"].values()) for r in records
                                     if r["agent"] == "honest-sft"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out} ({doc['wall_seconds']}s)", file=sys.stderr)
+    write_json(args.out, doc)
     if tmp is not None:
         tmp.cleanup()
     return 0 if doc["all_cheaters_caught"] and doc["honest_never_flagged"] else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,9 @@ def base_and_reference(root: Path, base: Path | None, reference: Path | None,
         spore("posttrain", "make-reference", "--base", base, "--out", reference,
               "--steps", reference_steps, "--jobs", jobs)
     return base, reference
+
+
+def write_json(out: Path, doc: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out} ({doc['wall_seconds']}s)", file=sys.stderr)
