@@ -284,6 +284,13 @@ def test_the_honest_agent_runs_isolated_and_is_judged_clean(base, tmp_path):
 # --- the harness dies: the agent goes with it ----------------------------------------------
 
 
+def _default_signals() -> None:
+    """A harness as a terminal starts it: under `nohup` or `&` the test runner may ignore
+    SIGHUP or SIGINT, and the harness would inherit that (and rightly keep ignoring it)."""
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _harness(base: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     """A real `spore posttrain run` of NEVER_EXITS with a long limit, once the agent's
     processes (its own, a child in its group, an escaped grandchild) have all started."""
@@ -292,7 +299,8 @@ def _harness(base: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen,
     harness = subprocess.Popen(
         [sys.executable, "-m", "spore", "posttrain", "run", "--agent", f"{sys.executable} {agent}",
          "--base", str(base), "--task", "pyexpr", "--time-limit", "5m", "--out", str(run),
-         "--test-size", "5", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--test-size", "5", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=_default_signals)
     work = run / "work"
     for _ in range(600):
         if (work / "pids").exists() and (work / "escaped.pid").exists():
