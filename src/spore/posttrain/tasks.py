@@ -151,12 +151,12 @@ class Task:
     description: str
     make: Callable[[random.Random], Item]
     max_answer_chars: int
-    # Exact-match scores on 200 public `reference-eval` items, re-recorded on
+    # Exact-match scores on 200 public `reference-eval` items, recorded on
     # 2026-11-26 for the current task design and SFT recipe with
     #   spore posttrain make-base --out base
-    #   spore posttrain make-reference --base base --out instruct --train 20m
-    # (multi-task SFT, 4767 steps on 2 busy CPU cores; docs/posttrain.md, "Tasks").
-    # Runs measure their own base on the hidden split; a registry checkpoint's
+    #   spore posttrain make-reference --base base --out instruct --jobs 2
+    # (a model per task, 6000 SFT steps each; docs/posttrain.md, "Tasks").
+    # Runs measure their own base on the hidden split; a registry's
     # reference.json overrides the reference score.
     recorded_base_score: float
     recorded_reference_score: float
@@ -182,13 +182,13 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         Task("arithmetic", "Add the two numbers of a short word problem.", _arithmetic,
-             max_answer_chars=4, recorded_base_score=0.0, recorded_reference_score=0.075),
+             max_answer_chars=4, recorded_base_score=0.0, recorded_reference_score=0.13),
         Task("uppercase", "Give the last letter of the second of two words, in uppercase.", _uppercase,
-             max_answer_chars=3, recorded_base_score=0.0, recorded_reference_score=0.12),
+             max_answer_chars=3, recorded_base_score=0.0, recorded_reference_score=0.69),
         Task("json_field", "Read one field's value out of a small JSON object.", _json_field,
-             max_answer_chars=3, recorded_base_score=0.0, recorded_reference_score=0.37),
+             max_answer_chars=3, recorded_base_score=0.0, recorded_reference_score=0.385),
         Task("pyexpr", "Print what a one-line Python program prints.", _pyexpr,
-             max_answer_chars=4, recorded_base_score=0.0, recorded_reference_score=0.23),
+             max_answer_chars=4, recorded_base_score=0.0, recorded_reference_score=0.775),
     ]
 }
 
