@@ -9,7 +9,7 @@ import pytest
 
 from spore.posttrain.harness import forbidden_models
 
-from .conftest import REF_STEPS, REF_TASKS
+from .conftest import REF_STEPS, REF_TASKS, spore
 from .test_posttrain_cli import _run, cli
 
 
@@ -41,3 +41,14 @@ def test_forbidden_that_is_neither_is_a_clear_error(base: Path, tmp_path: Path,
     rc, err = cli(_run(base, tmp_path / "r", "--forbidden", str(empty)), capsys)
     assert rc == 2 and "neither a model folder" in err and "make-reference" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_with_several_seeds_the_best_model_of_each_task_is_kept(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "instruct"
+    spore("posttrain", "make-reference", "--base", base, "--out", out, "--steps", 5,
+          "--seeds", 2, "--task", "uppercase", "--eval-items", 10)
+    doc = json.loads((out / "reference.json").read_text())
+    assert len(doc["seed_scores"]["uppercase"]) == 2
+    assert doc["scores"]["uppercase"] == max(doc["seed_scores"]["uppercase"])
+    assert doc["seed"]["uppercase"] in (0, 1)
+    assert sorted(p.name for p in out.iterdir()) == ["reference.json", "uppercase"]

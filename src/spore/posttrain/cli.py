@@ -91,6 +91,8 @@ def register(subparsers) -> None:
     mr.add_argument("--task", type=_task, action="append", default=None, dest="tasks",
                     help="only this task (repeatable; default: every task)")
     mr.add_argument("--jobs", type=_positive_int, default=1, help="tasks trained in parallel")
+    mr.add_argument("--seeds", type=_positive_int, default=1,
+                    help="train each task from this many seeds and keep the best (default 1)")
     mr.add_argument("--eval-items", type=_positive_int, default=200,
                     help="public items per task for the reference scores")
 
@@ -162,7 +164,7 @@ def _main(args: argparse.Namespace) -> int:
 
         check_model_dir(args.base, "--base")
         print(json.dumps(make_reference(args.base, args.out, args.steps, args.eval_items,
-                                        args.tasks, args.jobs)))
+                                        args.tasks, args.jobs, args.seeds)))
         return 0
     if cmd == "run":
         from spore.posttrain.harness import RunConfig, run
