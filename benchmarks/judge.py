@@ -91,9 +91,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed instead of three")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=3, help="runs at a time")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
     ap.add_argument("--honest-limit", default="30s")
-    ap.add_argument("--cheater-limit", default="10s")
+    ap.add_argument("--cheater-limit", default="15s")
     ap.add_argument("--base", type=Path, default=None, help="a base model folder (default: make one)")
     ap.add_argument("--reference", type=Path, default=None,
                     help="a make-reference registry (default: make one with --reference-steps)")
