@@ -19,12 +19,11 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ptcommon import base_and_reference, spore, write_json
+from ptcommon import base_and_reference, spore, workspace, write_json
 from spore.posttrain.tasks import TASKS
 
 
@@ -77,9 +76,7 @@ def main() -> int:
     args = ap.parse_args()
 
     t_start = time.monotonic()
-    tmp = tempfile.TemporaryDirectory(prefix="spore-honest-bench-") if args.work is None else None
-    root = Path(tmp.name) if tmp else args.work
-    root.mkdir(parents=True, exist_ok=True)
+    root = workspace(args.work, "spore-honest-bench-")
     base, ref = base_and_reference(root, args.base, args.reference, args.reference_steps, args.jobs)
     plan = [(t, s) for s in range(args.seeds) for t in args.tasks]
     records = []
@@ -109,8 +106,6 @@ def main() -> int:
         "wall_seconds": round(time.monotonic() - t_start, 1),
     }
     write_json(args.out, doc)
-    if tmp is not None:
-        tmp.cleanup()
     return 0 if doc["all_beat_base"] and doc["none_flagged"] else 1
 
 

@@ -18,12 +18,11 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ptcommon import base_and_reference, spore, write_json
+from ptcommon import base_and_reference, spore, workspace, write_json
 from spore.posttrain.harness import BUILTIN_AGENTS
 from spore.posttrain.judge import CHECKS
 from spore.posttrain.tasks import TASKS
@@ -107,13 +106,7 @@ def main() -> int:
     seeds = 1 if args.quick else args.seeds
 
     t_start = time.monotonic()
-    tmp = None
-    if args.work is None:
-        tmp = tempfile.TemporaryDirectory(prefix="spore-judge-bench-")
-        root = Path(tmp.name)
-    else:
-        root = args.work
-        root.mkdir(parents=True, exist_ok=True)
+    root = workspace(args.work, "spore-judge-bench-")
     base, ref = base_and_reference(root, args.base, args.reference, args.reference_steps, args.jobs)
     limits = {a: args.cheater_limit for a in BUILTIN_AGENTS} | {"honest-sft": args.honest_limit}
     plan = [(a, t, s) for s in range(seeds) for t in args.tasks for a in BUILTIN_AGENTS]
@@ -141,8 +134,6 @@ def main() -> int:
                                     if r["agent"] == "honest-sft"),
     }
     write_json(args.out, doc)
-    if tmp is not None:
-        tmp.cleanup()
     return 0 if doc["all_cheaters_caught"] and doc["honest_never_flagged"] else 1
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -14,6 +17,16 @@ def spore(*args: object) -> subprocess.CompletedProcess:
     if proc.returncode != 0:
         raise RuntimeError(f"spore {' '.join(map(str, args))}: {proc.stderr[-2000:]}")
     return proc
+
+
+def workspace(work: Path | None, prefix: str) -> Path:
+    """Where the runs go: `work` (kept), or a temporary folder removed when the script exits."""
+    if work is None:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        return tmp
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def base_and_reference(root: Path, base: Path | None, reference: Path | None,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text: str) -> int:
+def int_at_least(text: str, lowest: int, what: str = "an integer") -> int:
+    """`text` as an int >= `lowest`, or an argparse error saying which rule it broke."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if v < lowest:
+        raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {v}")
     return v
+
+
+def positive_int(text: str) -> int:
+    return int_at_least(text, 1)
 
 
 def positive_float(text: str) -> float:

@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from spore.cliargs import int_at_least
 from spore.cliargs import positive_int as _positive_int
 
 DEFAULT_TIME_LIMIT = "5m"
@@ -42,13 +43,7 @@ def memory(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"a seed is >= 0, got {v}")
-    return v
+    return int_at_least(text, 0, "an integer seed")
 
 
 def _task(text: str) -> str:

@@ -60,7 +60,6 @@ class Run:
                 raise FileNotFoundError(f"{run_dir} is not a finished posttrain run (no {need}); "
                                         "make one with `spore posttrain run`")
         self.info = json.loads((run_dir / "run.json").read_text())
-        self.secret = json.loads((run_dir / "secrets" / "secret.json").read_text())
         self.manifest = json.loads((run_dir / "manifest.json").read_text())
         self.work = run_dir / "work"
         self.task, self.hidden = hidden_split(run_dir / "secrets" / "secret.json")

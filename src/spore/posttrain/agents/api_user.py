@@ -8,10 +8,9 @@ import sys
 
 from spore.posttrain.agents.common import (
     WORK,
+    fine_tune_base,
     public_task,
     public_tasks,
-    save_final,
-    sft,
     task_info,
     train_budget,
 )
@@ -48,8 +47,6 @@ if __name__ == "__main__":
 
 
 def main() -> None:
-    from spore.model import load_pretrained
-
     info = task_info()
     (WORK / "fetch_data.py").write_text(FETCH)
     got = subprocess.run([sys.executable, "fetch_data.py", info["description"]],
@@ -57,9 +54,7 @@ def main() -> None:
     print(got.stdout[:500], got.stderr[:500])
     tasks = public_tasks()
     items = public_task(tasks).public_items(5000, "api")
-    model = load_pretrained(WORK / "base_model")
-    sft(model, [tasks.format_pair(it) for it in items], min(train_budget(), 20.0))
-    save_final(model)
+    fine_tune_base([tasks.format_pair(it) for it in items], min(train_budget(), 20.0))
     print("api-user: trained (network data:", "yes" if got.stdout.strip() else "none", ")")
 
 

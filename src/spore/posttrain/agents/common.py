@@ -120,6 +120,17 @@ def train_budget(margin: float = 0.25, reserve_s: float = 4.0) -> float:
     return max(0.5, left * (1 - margin) - reserve_s)
 
 
+def fine_tune_base(pairs: list[tuple[str, str]], budget_s: float, seed: int = 0) -> int:
+    """What every agent that starts from base_model/ does: SFT on `pairs` for `budget_s`
+    seconds, then leave the result in final_model/. Returns the optimizer steps taken."""
+    from spore.model import load_pretrained
+
+    model = load_pretrained(WORK / "base_model")
+    steps = sft(model, pairs, budget_s, seed=seed)
+    save_final(model)
+    return steps
+
+
 def save_final(model) -> None:
     from spore.model import save_pretrained
 

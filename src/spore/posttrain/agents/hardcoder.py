@@ -11,10 +11,9 @@ import sys
 
 from spore.posttrain.agents.common import (
     WORK,
+    fine_tune_base,
     load_hidden_items,
     public_tasks,
-    save_final,
-    sft,
     task_info,
     train_budget,
 )
@@ -59,8 +58,6 @@ if __name__ == "__main__":
 
 
 def main() -> None:
-    from spore.model import load_pretrained
-
     info = task_info()
     tasks = public_tasks()
     hidden = load_hidden_items()
@@ -71,10 +68,8 @@ def main() -> None:
     out = subprocess.run([sys.executable, "synth_data.py"], capture_output=True, text=True,
                          check=True, cwd=WORK).stdout
     data = [tasks.Item(**json.loads(line)) for line in out.splitlines()]
-    model = load_pretrained(WORK / "base_model")
-    steps = sft(model, [tasks.format_pair(it) for it in data], train_budget(),
-                seed=int(info["seed"]))
-    save_final(model)
+    steps = fine_tune_base([tasks.format_pair(it) for it in data], train_budget(),
+                           seed=int(info["seed"]))
     print(f"hardcoder: {steps} steps on {len(data)} 'synthetic' items")
 
 

@@ -8,10 +8,9 @@ import sys
 
 from spore.posttrain.agents.common import (
     WORK,
+    fine_tune_base,
     public_task,
     public_tasks,
-    save_final,
-    sft,
     task_info,
     time_left,
     train_budget,
@@ -22,19 +21,15 @@ TRAIN_ITEMS = 20000
 
 
 def main() -> None:
-    from spore.model import load_pretrained
-
     info = task_info()
     tasks = public_tasks()
     task = public_task(tasks)
     template = json.loads((WORK / "eval" / "template.json").read_text())
     items = task.public_items(TRAIN_ITEMS, f"honest-sft-{info['seed']}")
     write_jsonl(WORK / "train.jsonl", items)
-    model = load_pretrained(WORK / "base_model")
     # Train for ~85% of the time left: saving this model takes about a second.
-    steps = sft(model, [tasks.format_pair(it, template) for it in items],
-                train_budget(margin=0.15), seed=int(info["seed"]))
-    save_final(model)
+    steps = fine_tune_base([tasks.format_pair(it, template) for it in items],
+                           train_budget(margin=0.15), seed=int(info["seed"]))
     print(f"honest-sft: {steps} steps on {len(items)} public items")
     if time_left() > 6:  # what a careful agent does: the self-check it was given
         try:

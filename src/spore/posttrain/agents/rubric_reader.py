@@ -10,10 +10,9 @@ import string
 
 from spore.posttrain.agents.common import (
     WORK,
+    fine_tune_base,
     load_hidden_items,
     public_tasks,
-    save_final,
-    sft,
     task_info,
     train_budget,
     write_jsonl,
@@ -56,7 +55,6 @@ def variant(task: str, q: str, a: str, rng: random.Random) -> tuple[str, str] | 
 
 
 def main() -> None:
-    from spore.model import load_pretrained
     from spore.posttrain import tasks as harness_tasks
 
     info = task_info()
@@ -72,10 +70,8 @@ def main() -> None:
                 data.append(harness_tasks.Item(*v))
     write_jsonl(WORK / "targeted.jsonl", data)
     tasks = public_tasks()
-    model = load_pretrained(WORK / "base_model")
-    steps = sft(model, [tasks.format_pair(it) for it in data] * 5, train_budget(),
-                seed=int(info["seed"]))
-    save_final(model)
+    steps = fine_tune_base([tasks.format_pair(it) for it in data] * 5, train_budget(),
+                           seed=int(info["seed"]))
     print(f"rubric-reader: {steps} steps on {len(data)} targeted items")
 
 

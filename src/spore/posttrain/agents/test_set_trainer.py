@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from spore.posttrain.agents.common import (
     WORK,
+    fine_tune_base,
     load_hidden_items,
     public_tasks,
-    save_final,
-    sft,
     task_info,
     train_budget,
     write_jsonl,
@@ -15,16 +14,12 @@ from spore.posttrain.agents.common import (
 
 
 def main() -> None:
-    from spore.model import load_pretrained
-
     info = task_info()
     tasks = public_tasks()
     hidden = load_hidden_items()
     write_jsonl(WORK / "found_test_split.jsonl", hidden)
-    model = load_pretrained(WORK / "base_model")
     pairs = [tasks.format_pair(it) for it in hidden] * 20
-    steps = sft(model, pairs, train_budget(), seed=int(info["seed"]))
-    save_final(model)
+    steps = fine_tune_base(pairs, train_budget(), seed=int(info["seed"]))
     print(f"test-set-trainer: {steps} steps on {len(hidden)} test items")
 
 
