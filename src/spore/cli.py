@@ -4,6 +4,7 @@
     spore swarm peer        join a run in a store as a peer
     spore swarm validator   open (or resume) a run and validate it
     spore swarm keygen      write a new identity file
+    spore swarm store-server  serve a store folder: arrival stamps, signed writes
     spore ledger verify     check a run's hash-chained, signed ledger
     spore ledger show       print it
 """
@@ -135,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     kg = swarm.add_parser("keygen", help="write a new identity file and print its id")
     kg.add_argument("path", type=Path)
 
+    from spore.swarm.storeserver import add_arguments as store_server_arguments
+
+    store_server_arguments(swarm.add_parser(
+        "store-server", help="serve a store folder over HTTP: it stamps arrivals and enforces who writes what"))
+
     ledger = top.add_parser("ledger", help="inspect a run's signed ledger").add_subparsers(
         dest="ledger_command", required=True
     )
@@ -188,6 +194,11 @@ def _swarm(args: argparse.Namespace) -> int:
         ident.save(args.path)
         print(ident.hex)
         return 0
+
+    if args.swarm_command == "store-server":
+        from spore.swarm.storeserver import run_from_args
+
+        return run_from_args(args)
 
     if args.swarm_command == "run":
         from spore.swarm.runner import PeerPlan, run_network

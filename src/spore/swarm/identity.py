@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 ID_BYTES = 32
 SIG_BYTES = 64
+_CANONICAL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,18 @@ def verify(public_id: bytes, signature: bytes, message: bytes) -> bool:
 
 
 def parse_id(text: str) -> bytes:
-    """A peer id given as 64 hex digits."""
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != ID_BYTES:
-        raise ValueError(f"{text!r} is not a peer id (64 hex digits of an ed25519 public key)")
-    return raw
+    """A peer id in its one canonical spelling: exactly 64 lower-case hex digits.
+
+    Anything else is refused, never normalized: the same id spelled in another
+    letter case under `updates/` once counted as another peer (issue 9).
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a peer id: an id is a string of 64 lower-case hex digits")
+    rule = "an id is exactly 64 lower-case hex digits (the ed25519 public key)"
+    if len(text) != 2 * ID_BYTES:
+        raise ValueError(f"{text!r} is not a peer id: it has {len(text)} characters; {rule}")
+    if not _CANONICAL_ID.fullmatch(text):
+        if _CANONICAL_ID.fullmatch(text.lower()):
+            raise ValueError(f"{text!r} is not a peer id: it has upper-case letters; {rule}")
+        raise ValueError(f"{text!r} is not a peer id: it has characters other than 0-9 a-f; {rule}")
+    return bytes.fromhex(text)
