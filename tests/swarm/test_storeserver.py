@@ -409,3 +409,32 @@ def test_the_cli_refuses_a_validator_id_in_capitals(tmp_path):
     r = subprocess.run([sys.executable, "-m", "spore", "swarm", "store-server", "--root", str(tmp_path / "s"),
                         "--validator", "A" * 64], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "upper-case" in r.stderr
+
+
+def test_writers_that_never_finish_their_headers_are_cut_and_cannot_hold_every_slot(tmp_path):
+    validator = Identity.generate()
+    url, proc = start_store_server(tmp_path / "s", validator.hex,
+                                   limits=Limits(header_seconds=3.0, max_connections=2))
+    try:
+        u = urlparse(url)
+        idle = [socket.create_connection((u.hostname, u.port), timeout=10) for _ in range(2)]
+        for s in idle:
+            s.sendall(b"GET /o/run.json HTTP/1.1\r\n")  # and never the rest
+        statuses = []
+        for _ in range(10):  # both slots held: a third request is refused at once, not queued
+            statuses.append(send(url, "GET", "/list?prefix=")[0])
+            if statuses[-1] == 503:
+                break
+            time.sleep(0.1)
+        assert statuses[-1] == 503, statuses
+        for s in idle:
+            assert s.recv(100) == b""  # closed by the service after header_seconds (the socket times out at 10)
+            s.close()
+        for _ in range(50):  # the slots come back as the cut threads end
+            if send(url, "GET", "/list?prefix=")[0] == 200:
+                break
+            time.sleep(0.1)
+        assert send(url, "GET", "/list?prefix=")[0] == 200
+    finally:
+        proc.kill()
+        proc.wait()

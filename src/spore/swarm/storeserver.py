@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +46,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -62,14 +63,15 @@ SIGNER, TIME, NONCE, SIGNATURE = "X-Spore-Signer", "X-Spore-Time", "X-Spore-Nonc
 META_DIR = ".store"  # keys never start with '.', so no request can name it
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 1 << 30  # checkpoints of real models
     max_peer_body_bytes: int = 64 << 20  # what a peer may put under its own keys
     skew_seconds: float = 60.0  # |X-Spore-Time - service clock| allowed
-    read_timeout: float = 30.0  # per socket read
+    read_timeout: float = 30.0  # per socket read or write
+    header_seconds: float = 30.0  # the request line and headers must arrive within this
     request_seconds: float = 600.0  # a whole body must arrive within this
-    max_connections: int = 64
+    max_connections: int = 64  # more at once are answered 503
 
 
 class Refusal(Exception):
@@ -295,8 +297,26 @@ class Handler(BaseHTTPRequestHandler):
     body_left = 0  # bytes of a PUT body not yet read
 
     def setup(self) -> None:
-        self.timeout = self.server.service.limits.read_timeout
+        limits = self.server.service.limits
+        self.timeout = limits.read_timeout
         super().setup()
+        # A writer that dribbles its headers one byte per read_timeout would hold a slot for ever.
+        self.header_deadline = threading.Timer(limits.header_seconds, self._cut)
+        self.header_deadline.daemon = True
+        self.header_deadline.start()
+
+    def parse_request(self) -> bool:  # reads the headers
+        parsed = super().parse_request()
+        self.header_deadline.cancel()
+        return parsed
+
+    def finish(self) -> None:
+        self.header_deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -538,8 +558,7 @@ def start_store_server(root: Path, validator_hex: str, host: str = "127.0.0.1", 
     with tempfile.TemporaryDirectory(prefix="spore-store-") as tmp:
         ready = Path(tmp) / "port"
         cmd = [sys.executable, "-m", "spore.swarm.storeserver", "--root", str(root), "--validator", validator_hex,
-               "--host", host, "--port", str(port), "--max-body-bytes", str(limits.max_body_bytes),
-               "--max-peer-body-bytes", str(limits.max_peer_body_bytes),
+               "--host", host, "--port", str(port), *_limit_flags(limits),
                "--ready-file", str(ready), "--parent-pid", str(os.getpid())]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -555,14 +574,19 @@ def start_store_server(root: Path, validator_hex: str, host: str = "127.0.0.1", 
     return f"http://{host}:{bound}", proc
 
 
+def _limit_flags(limits: Limits) -> list[str]:
+    return [arg for f in dataclasses.fields(Limits)
+            for arg in (f"--{f.name.replace('_', '-')}", str(getattr(limits, f.name)))]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = Limits()
     p.add_argument("--root", type=Path, required=True, help="the directory to serve (created if missing)")
     p.add_argument("--validator", required=True, help="the run validator's id (64 lower-case hex digits)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes)
-    p.add_argument("--max-peer-body-bytes", type=int, default=d.max_peer_body_bytes)
+    for f in dataclasses.fields(Limits):  # one flag per limit, e.g. --max-body-bytes
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                       metavar=type(f.default).__name__.upper(), help=f"default {f.default}")
     p.add_argument("--ready-file", type=Path, default=None, help="write the bound port here once serving")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process (the parent) dies")
 
@@ -570,7 +594,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_peer_body_bytes=args.max_peer_body_bytes)
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     serve(args.root, args.validator, args.host, args.port, limits, args.ready_file)
     return 0
 
