@@ -54,7 +54,7 @@ def _ledger(args: argparse.Namespace) -> int:
     from spore.swarm.identity import parse_id
     from spore.swarm.ledger import show, verify_ledger
 
-    path = _ledger_path(args.path)
+    path = _ledger_path(Path(args.path))
     if args.ledger_command == "show":
         import sqlite3
 
@@ -64,6 +64,10 @@ def _ledger(args: argparse.Namespace) -> int:
         except (sqlite3.DatabaseError, KeyError, ValueError) as e:
             raise ValueError(f"{path} is not a readable spore ledger ({e}); try `spore ledger verify`") from None
         return 0
+    if args.ledger_command == "audit":
+        from spore.swarm.audit_cli import run_audit
+
+        return run_audit(args.path, args.store, args.validator)
     pinned = parse_id(args.validator) if args.validator else None
     result = verify_ledger(path, pinned)
     if result.ok:
@@ -72,6 +76,19 @@ def _ledger(args: argparse.Namespace) -> int:
     where = f"record #{result.first_bad}" if result.first_bad is not None else "ledger"
     print(f"ledger BROKEN at {where}: {result.problem}")
     return 1
+
+
+def _dishonest(text: str) -> tuple[str, str]:
+    from spore.swarm.identity import parse_id
+
+    mode, _, peer = text.partition(":")
+    try:
+        parse_id(peer)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if mode not in ("favour", "drop"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the mode is favour or drop")
+    return mode, peer
 
 
 def _preset(text: str) -> str:
@@ -110,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"add a cheating peer (repeatable): {', '.join(_adversary_kinds())}")
     run.add_argument("--restart-validator", type=_positive_int, default=None, metavar="WINDOW",
                      help="SIGKILL the validator when this window opens and resume it at once")
+    run.add_argument("--dishonest-validator", choices=["favour", "drop"], default=None,
+                     help="TEST ONLY: the validator favours (or drops) peer 0; `spore ledger audit` must catch it")
 
     peer = swarm.add_parser("peer", help="join a run as a peer")
     peer.add_argument("--store", required=True)
@@ -132,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--aggregation", choices=["all", "chosen"], default="all")
     val.add_argument("--outer-lr", type=_positive_float, default=None)
     val.add_argument("--resume", action="store_true", help="continue the run this key opened in STORE")
+    val.add_argument("--dishonest", type=_dishonest, default=None, metavar="favour:ID|drop:ID",
+                     help="TEST ONLY: favour or drop one peer; `spore ledger audit` must catch it")
 
     kg = swarm.add_parser("keygen", help="write a new identity file and print its id")
     kg.add_argument("path", type=Path)
@@ -149,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--validator", default=None, help="pin the validator id the ledger must be signed by")
     ls = ledger.add_parser("show", help="print a readable history")
     ls.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
+    la = ledger.add_parser("audit", help="recompute every decision of the validator from the store and the ledger")
+    la.add_argument("path", help="a run folder (its ledger.sqlite; store: --store or RUN/store), or a store URL "
+                                 "(the validator's signed window records in it)")
+    la.add_argument("--store", default=None, help="the run's store URL (default: RUN/store, or RUN/store.url)")
+    la.add_argument("--validator", default=None, help="pin the validator id (default: the one the ledger names)")
 
     from spore.posttrain.cli import register as register_posttrain
 
@@ -201,7 +227,7 @@ def _swarm(args: argparse.Namespace) -> int:
         return run_from_args(args)
 
     if args.swarm_command == "run":
-        from spore.swarm.runner import PeerPlan, run_network
+        from spore.swarm.runner import PeerPlan, run_network, run_ok
 
         preset = get_preset(args.preset)
         windows = args.windows or preset.windows
@@ -218,15 +244,16 @@ def _swarm(args: argparse.Namespace) -> int:
             peers=args.peers, windows=windows, preset=args.preset, out=args.out, store_url=args.store,
             window_seconds=args.window_seconds, aggregation=args.aggregation, outer_lr=args.outer_lr,
             plans=list(plans.values()), adversaries=args.adversary, restart_validator=args.restart_validator,
+            dishonest_validator=args.dishonest_validator,
         )
-        return 0 if summary["theta_consistent"] else 1
+        return 0 if run_ok(summary) else 1
 
-    store = open_store(args.store)
+    ident = Identity.load_or_create(args.key)
+    store = open_store(args.store, ident)
     if args.swarm_command == "peer":
         from spore.swarm.peer import join
 
         validator = parse_id(args.validator)
-        ident = Identity.load_or_create(args.key)
         peer = join(store, ident, validator, args.workdir, args.wait, args.adversary)
         peer.run()
         return 0
@@ -235,9 +262,8 @@ def _swarm(args: argparse.Namespace) -> int:
         from spore.data import load_corpus
         from spore.swarm.validator import Validator, new_manifest
 
-        ident = Identity.load_or_create(args.key)
         if args.resume:
-            v = Validator.resume(store, ident, args.out)
+            v = Validator.resume(store, ident, args.out, dishonest=args.dishonest)
         else:
             preset = get_preset(args.preset)
             corpus = load_corpus()
@@ -247,7 +273,8 @@ def _swarm(args: argparse.Namespace) -> int:
                 grace_seconds=args.grace_seconds or min(1.0, ws / 8), corpus_digest=corpus.digest,
                 aggregation=args.aggregation, outer_lr=args.outer_lr,
             )
-            v = Validator.open_run(store, ident, manifest, args.out, corpus, min_peers=args.min_peers)
+            v = Validator.open_run(store, ident, manifest, args.out, corpus, min_peers=args.min_peers,
+                                   dishonest=args.dishonest)
         v.run()
         return 0
     return 2

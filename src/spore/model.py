@@ -151,6 +151,19 @@ def lm_loss(model: torch.nn.Module, batch: np.ndarray | torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
+def row_losses(model: torch.nn.Module, rows: np.ndarray | torch.Tensor, batch: int = 32) -> np.ndarray:
+    """Mean next-token cross-entropy of each row of a (rows, seq_len + 1) token array, in float64."""
+    t = torch.as_tensor(rows, dtype=torch.long)
+    out = []
+    for i in range(0, len(t), batch):
+        x = t[i : i + batch]
+        logits = model(input_ids=x[:, :-1]).logits
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+        out.append(ce.mean(dim=1).to(torch.float64))
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+@torch.no_grad()
 def eval_loss(model: torch.nn.Module, batches: list[np.ndarray]) -> float:
     was_training = model.training
     model.eval()

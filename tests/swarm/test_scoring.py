@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from spore.swarm import scoring
@@ -10,29 +12,65 @@ from spore.swarm.scoring import Measurement, PeerState, ScoringParams
 P = ScoringParams()
 
 
-def m(own_after=4.0, random_after=4.5, behind=0, copy_of=None, own_before=5.0, random_before=5.0) -> Measurement:
-    return Measurement(own_before, own_after, random_before, random_after, behind, copy_of)
+def m(own_after=4.0, random_after=4.5, behind=0, copy_of=None, own_before=5.0, random_before=5.0,
+      fit_z=4.0, restates=None) -> Measurement:
+    return Measurement(own_before, own_after, random_before, random_after, behind, copy_of, fit_z, restates)
 
 
 OUTCOMES = {
-    # name: (measurement, typical help of the window, expected outcome)
-    "trained on its pages, helps elsewhere too": (m(), 0.1, +1),
-    "helps, but no more on its own pages than elsewhere": (m(own_after=4.5), 0.1, -1),
-    "hurts": (m(own_after=5.5, random_after=5.2), 0.1, -1),
-    "does nothing (free rider's zeros)": (m(own_after=5.0, random_after=5.0), 0.1, -1),
-    "helps by chance, far less than trained updates": (m(own_after=4.95, random_after=4.99), 0.1, -1),
-    "one window behind the shared theta": (m(behind=1), 0.1, -1),
-    "built on an unknown theta": (m(behind=None), 0.1, -1),
-    "a copy of an earlier upload": (m(copy_of="ab" * 32), 0.1, -1),
-    "missing or rejected": (None, 0.1, -1),
-    "loss became infinite": (m(random_after=float("inf")), 0.1, -1),
+    # name: (measurement, typical help of the window, combined own-data evidence, expected outcome)
+    "trained on its pages, helps elsewhere too": (m(), 0.1, 3.0, +1),
+    "helps, but no evidence it fitted its own pages": (m(own_after=4.5, fit_z=0.1), 0.1, 0.1, -1),
+    "hurts": (m(own_after=5.5, random_after=5.2), 0.1, 3.0, -1),
+    "does nothing (free rider's zeros)": (m(own_after=5.0, random_after=5.0), 0.1, 0.0, -1),
+    "helps by chance, far less than trained updates": (m(own_after=4.95, random_after=4.99), 0.1, 3.0, -1),
+    "one window behind the shared theta": (m(behind=1), 0.1, 3.0, -1),
+    "built on an unknown theta": (m(behind=None), 0.1, 3.0, -1),
+    "a copy of an earlier upload": (m(copy_of="ab" * 32), 0.1, 3.0, -1),
+    "restates the last aggregate": (m(restates="aggregate of window 3"), 0.1, 3.0, -1),
+    "missing or rejected": (None, 0.1, 3.0, -1),
+    "loss became infinite": (m(random_after=float("inf")), 0.1, 3.0, -1),
 }
 
 
 @pytest.mark.parametrize("name", OUTCOMES)
 def test_window_outcome(name):
-    meas, typical, want = OUTCOMES[name]
-    assert scoring.window_outcome(meas, P, typical) == want
+    meas, typical, evidence, want = OUTCOMES[name]
+    assert scoring.window_outcome(meas, P, typical, evidence) == want
+
+
+def test_fit_statistic_is_welchs_t_of_relative_row_improvements():
+    before = [4.0, 5.0, 6.0, 5.0]
+    own_after = [3.6, 4.6, 5.3, 4.4]  # 10%, 8%, 11.7%, 12%
+    random_after = [3.9, 4.9, 5.8, 4.9]  # 2.5%, 2%, 3.3%, 2%
+    z = scoring.fit_statistic(before, own_after, before, random_after)
+    a = [0.1, 0.08, 0.7 / 6, 0.12]
+    b = [0.025, 0.02, 0.2 / 6, 0.02]
+    import statistics as st
+
+    se = (st.variance(a) / 4 + st.variance(b) / 4) ** 0.5
+    assert z == pytest.approx((st.fmean(a) - st.fmean(b)) / se)
+    assert scoring.fit_statistic(before, random_after, before, own_after) == pytest.approx(-z)
+    assert math.isnan(scoring.fit_statistic(before, [float("inf")] * 4, before, random_after))
+
+
+def test_own_data_evidence_accumulates_over_windows():
+    """Measured honest fit_z (BENCHMARKS.md): noisy early in training, several standard errors later.
+    One bad early window does not fail an honest peer; a peer with no own-data advantage never passes."""
+    honest = [0.3, 1.3, -1.0, 3.4, 4.9, 6.0]
+    off_data = [-2.3, 3.3, 0.6, -0.7, 0.2, -2.7]
+    hist: list[float] = []
+    for z in honest[:2]:
+        hist.append(scoring.clip_fit(z, P))
+    assert scoring.fit_evidence(hist, P) > P.fit_z_min
+    hist = []
+    passes = []
+    for z in off_data:
+        hist = [*hist, scoring.clip_fit(z, P)][-P.fit_window :]
+        passes.append(scoring.fit_evidence(hist, P) > P.fit_z_min)
+    assert sum(passes) <= 1
+    assert scoring.clip_fit(float("nan"), P) == -P.fit_clip
+    assert scoring.clip_fit(50.0, P) == P.fit_clip
 
 
 def test_relative_improvements_are_used():

@@ -104,7 +104,7 @@ HOSTILE = {
     # name: (bytes, expected reason)
     "empty": (b"", "truncated"),
     "truncated": (GOOD[:100], "truncated"),
-    "cut-short": (GOOD[:-1], "bad-signature"),
+    "cut-short": (GOOD[:-1], "bad-size"),  # the size is checked before the signature
     "bad magic": (resign(poke(GOOD, 0, b"XXXX")), "bad-magic"),
     "future version": (resign(poke(GOOD, 4, b"\x09")), "bad-version"),
     "unknown index coding": (resign(poke(GOOD, 5, b"\x07")), "malformed"),

@@ -59,7 +59,7 @@ class FreeRider(Adversary):
 
     kind = "free-rider"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         if window % 2:
             return None, None
         zeros = [codec.compress(torch.zeros(pl.shape), pl, self.manifest.codec) for pl in self.replica.plans]
@@ -71,7 +71,7 @@ class Copier(Adversary):
 
     kind = "copier"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         """Copy the best-looking update: a peer on the current gather list, else the median-norm one."""
         m, rep = self.manifest, self.replica
         try:
@@ -117,7 +117,7 @@ class Noise(Adversary):
 
     kind = "noise"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         return self.encode(window, self.noise_update(window, self.honest_scale())), None
 
 
@@ -126,7 +126,7 @@ class Poisoner(Adversary):
 
     kind = "poisoner"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         pseudo_gradient, loss = self.train(window)
         factor = -100.0 if window % 2 else -1.0
         bad = [factor * d for d in pseudo_gradient]
@@ -160,7 +160,7 @@ class Forger(Adversary):
 
     kind = "forger"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         others = sorted(
             bytes.fromhex(i.key[len("peers/") : -len(".json")])
             for i in self.store.list("peers/")
@@ -179,7 +179,7 @@ class Malformed(Adversary):
 
     kind = "malformed"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         m, rep, rng = self.manifest, self.replica, self.rng(window)
         body = bytearray(self.encode(window, self.noise_update(window, self.honest_scale()))[:-64])
         trick = window % 3
@@ -207,7 +207,7 @@ class ZeroThenRandom(Adversary):
 
     kind = "zero-then-random"
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
         if window < 3:
             zeros = [codec.compress(torch.zeros(pl.shape), pl, self.manifest.codec) for pl in self.replica.plans]
             return self.encode(window, zeros), None

@@ -29,6 +29,7 @@ from spore.swarm import codec, wire
 from spore.swarm.identity import Identity
 from spore.swarm.protocol import (
     RUN_KEY,
+    ProtocolError,
     RunManifest,
     peer_key,
     sign_json,
@@ -37,9 +38,10 @@ from spore.swarm.protocol import (
     update_key,
 )
 from spore.swarm.replica import Replica, fetch_manifest
-from spore.swarm.store import Store, wait_for
+from spore.swarm.store import Store, StoreError, wait_for
 
 log = logging.getLogger("spore.swarm.peer")
+UPLOAD_MARGIN = 0.1  # share of a window kept free after training for compressing and uploading
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Peer:
             self.replica.model.parameters(), lr=t.inner_lr, betas=t.betas, weight_decay=t.weight_decay
         )
         self.residual = [torch.zeros_like(p) for p in self.replica.params()]
-        self.last_train_seconds: float | None = None
+        self.step_seconds: float | None = None  # running estimate of one inner step's cost
         # How long to wait for the validator's gather list before giving up.
         self.list_wait = 10 * manifest.window_seconds
         self._load_state()
@@ -107,8 +109,9 @@ class Peer:
 
     # -- one window -----------------------------------------------------------
 
-    def train(self, window: int) -> tuple[list[torch.Tensor], float]:
-        """H inner steps from theta(w); returns the pseudo-gradient and the mean loss.
+    def train(self, window: int, steps: int | None = None) -> tuple[list[torch.Tensor], float]:
+        """The first `steps` (default: all H) inner steps from theta(w); returns the
+        pseudo-gradient and the mean loss.
 
         The model is put back to theta(w) afterwards: only the aggregate moves it.
         """
@@ -116,16 +119,19 @@ class Peer:
         start = [p.detach().clone() for p in rep.params()]
         batches = peer_batches(
             rep.corpus, bytes.fromhex(m.run_seed), self.identity.id, window, t.inner_steps, t.batch_size, t.seq_len
-        )
+        )[: steps or t.inner_steps]
         losses = []
         rep.model.train()
         for batch in batches:
+            began = time.perf_counter()
             loss = M.lm_loss(rep.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(rep.model.parameters(), t.grad_clip)
             self.optimizer.step()
             losses.append(float(loss.detach()))
+            took = time.perf_counter() - began
+            self.step_seconds = took if self.step_seconds is None else 0.7 * self.step_seconds + 0.3 * took
         pseudo_gradient = []
         with torch.no_grad():
             for p, p0 in zip(rep.params(), start, strict=True):
@@ -133,20 +139,31 @@ class Peer:
                 p.copy_(p0)
         return pseudo_gradient, sum(losses) / len(losses)
 
-    def make_update(self, window: int, pseudo_gradient: list[torch.Tensor]) -> bytes:
+    def make_update(self, window: int, pseudo_gradient: list[torch.Tensor], steps: int = 0) -> bytes:
         m = self.manifest
         update, self.residual = codec.error_feedback_step(
             self.residual, pseudo_gradient, m.train.beta, self.replica.plans, m.codec
         )
         header = wire.Header(
-            window, self.identity.id, self.replica.model_id, self.replica.digest(), m.codec, m.index_coding
+            window, self.identity.id, self.replica.model_id, self.replica.digest(), m.codec, m.index_coding,
+            0 if steps in (0, m.train.inner_steps) else steps,
         )
         return wire.encode(update, header, self.identity)
 
-    def produce(self, window: int) -> tuple[bytes | None, float | None]:
-        """The signed update for `window` (None: nothing to send) and the mean training loss."""
-        pseudo_gradient, loss = self.train(window)
-        return self.make_update(window, pseudo_gradient), loss
+    def produce(self, window: int, steps: int | None = None) -> tuple[bytes | None, float | None]:
+        """The signed update for `window` from its first `steps` inner steps (default all;
+        None: nothing to send) and the mean training loss."""
+        pseudo_gradient, loss = self.train(window, steps)
+        return self.make_update(window, pseudo_gradient, steps or 0), loss
+
+    def steps_that_fit(self, window: int) -> int:
+        """As many inner steps as fit before the deadline (at least 1, at most H), leaving
+        a margin for compressing and uploading."""
+        h = self.manifest.train.inner_steps
+        if self.step_seconds is None:
+            return h
+        left = self.manifest.deadline(window) - time.time() - UPLOAD_MARGIN * self.manifest.window_seconds
+        return max(1, min(h, int(left / self.step_seconds)))
 
     def upload(self, window: int, payload: bytes | None, loss: float | None) -> WindowResult:
         self._save_state(window)
@@ -158,14 +175,15 @@ class Peer:
         return WindowResult(window, loss, True, len(payload))
 
     def work_window(self, window: int) -> WindowResult:
-        """Produce and upload the update for `window` if there is time before its deadline."""
-        est = self.last_train_seconds
-        if est is not None and time.time() + est > self.manifest.deadline(window):
-            return WindowResult(window, None, False, 0, "not enough time left in the window")
-        t_start = time.time()
-        payload, loss = self.produce(window)
-        self.last_train_seconds = time.time() - t_start
-        return self.upload(window, payload, loss)
+        """Produce and upload the update for `window`. A slow or loaded peer trains fewer
+        inner steps and says so in its update (the validator measures exactly those
+        batches); one slow window never stops it from trying in the next."""
+        steps = self.steps_that_fit(window)
+        payload, loss = self.produce(window, steps)
+        result = self.upload(window, payload, loss)
+        if steps < self.manifest.train.inner_steps:
+            result.note = (result.note + f" partial: {steps} of {self.manifest.train.inner_steps} steps").strip()
+        return result
 
     def publish_status(self, window: int, result: WindowResult | None) -> None:
         body = {
@@ -193,7 +211,15 @@ class Peer:
             # Theta must be theta(now_window): everything before it is decided.
             if rep.window < now_window:
                 sleep_until(m.gather_time(now_window - 1))
-                rep.catch_up(now_window, self.list_wait)
+                try:
+                    rep.catch_up(now_window, self.list_wait)
+                except (TimeoutError, ProtocolError, StoreError) as e:
+                    # The store lacks something everyone needs (a gather list, an update of
+                    # a replayed window). Wait and try again: the validator republishes
+                    # lists, and a later checkpoint lets us skip what is gone.
+                    log.warning("cannot catch up to window %d yet: %s", now_window, e)
+                    time.sleep(min(5.0, m.window_seconds))
+                    continue
             if rep.window >= m.windows:
                 self.publish_status(rep.window, None)  # the final theta, for consistency checks
                 log.info("run finished at window %d", rep.window)
@@ -208,7 +234,10 @@ class Peer:
                 "uploaded" if result.uploaded else "not uploaded", result.bytes_sent, result.note,
             )
             sleep_until(m.gather_time(w))
-            self.follow(w)
+            try:
+                self.follow(w)
+            except (TimeoutError, ProtocolError, StoreError) as e:
+                log.warning("cannot apply window %d yet: %s", w, e)
 
 
 def join(

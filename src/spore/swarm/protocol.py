@@ -135,6 +135,9 @@ class RunManifest:
     # The largest quantization level (or dense value) a valid update may carry.
     # An honest pseudo-gradient is about inner_lr * inner_steps per window.
     max_level: float = 1.0
+    # SHA-256 head of the validator's randomness chain (randomness.py), hex;
+    # each window record reveals that window's link.
+    randomness_commit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def open_time(self, window: int) -> float:

@@ -34,6 +34,7 @@ from spore.swarm.protocol import (
     status_prefix,
 )
 from spore.swarm.store import Store, open_store
+from spore.swarm.storeserver import start_store_server
 
 
 @dataclass
@@ -91,6 +92,10 @@ def _read_signed(store: Store, key: str, signer: bytes | None) -> dict[str, Any]
         return None
 
 
+def _fmt_share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _fmt_bytes(n: float) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
@@ -107,6 +112,7 @@ class LocalNetwork:
         adversaries: list[str],
         plans: list[PeerPlan],
         restart_validator: int | None,
+        dishonest_validator: str | None = None,
     ) -> None:
         self.env = _child_env()
         py = [sys.executable, "-m", "spore", "swarm"]
@@ -120,6 +126,8 @@ class LocalNetwork:
         self.restart_validator = restart_validator
         on_time = [n for n in self.kinds if self.plans.get(n, PeerPlan(0)).join_window == 0]
         base = ["--store", store_url, "--key", str(keys / "validator.key"), "--out", str(out)]
+        if dishonest_validator is not None:  # test only: favour or drop peer 0
+            base += ["--dishonest", f"{dishonest_validator}:{self.ids['peer-0']}"]
         self.procs = {
             "validator": Proc("validator", py + ["validator", *base, "--min-peers", str(len(on_time)),
                                                  *validator_args], out / "logs" / "validator.log")
@@ -199,11 +207,19 @@ def run_network(
     plans: list[PeerPlan] | None = None,
     adversaries: list[str] | None = None,
     restart_validator: int | None = None,
+    dishonest_validator: str | None = None,
     echo: TextIO = sys.stdout,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    store_url = store_url or str(out / "store")
+    service = None
+    if store_url is None:
+        # The embedded default: a store service over OUT/store, so that arrival times and
+        # write access are the service's, not whatever a peer process does to a folder.
+        if (out / "store").exists() and any((out / "store").iterdir()):
+            raise ValueError(f"{out / 'store'} already holds a run; choose a new --out")
+        validator_id = Identity.load_or_create(out / "keys" / "validator.key").hex
+        store_url, service = start_store_server(out / "store", validator_id)
     store = open_store(store_url)
     if store.head(RUN_KEY) is not None:
         raise ValueError(f"store {store_url} already holds a run; choose a new --out or --store")
@@ -211,9 +227,21 @@ def run_network(
     vargs += ["--window-seconds", str(window_seconds)] if window_seconds is not None else []
     vargs += ["--outer-lr", str(outer_lr)] if outer_lr is not None else []
     adversaries = adversaries or []
-    net = LocalNetwork(out, store_url, vargs, peers, adversaries, plans or [], restart_validator)
+    net = LocalNetwork(out, store_url, vargs, peers, adversaries, plans or [], restart_validator,
+                       dishonest_validator)
 
     started = time.time()
+    try:
+        return _watch(net, store, out, peers=peers, windows=windows, preset=preset, adversaries=adversaries,
+                      store_url=store_url, started=started, echo=echo)
+    finally:
+        if service is not None:
+            service.kill()
+            service.wait()
+
+
+def _watch(net: LocalNetwork, store: Store, out: Path, *, peers: int, windows: int, preset: str,
+           adversaries: list[str], store_url: str, started: float, echo: TextIO) -> dict[str, Any]:
     net.start()
     print(f"spore swarm: {peers} honest peers, {len(adversaries)} adversaries, {windows} windows, "
           f"preset {preset}, store {store_url}", file=echo)
@@ -246,11 +274,15 @@ def run_network(
     summary["wall_seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, out)
+    if summary["windows_without_training"]:
+        print(f"WARNING: windows {summary['windows_without_training']} passed without any honest update "
+              "applied (peers too slow or missing?); the run is incomplete", file=echo)
     print(
         f"done: eval loss {summary['initial_eval_loss']:.4f} -> {summary['final_eval_loss']:.4f}, "
         f"{_fmt_bytes(summary['wire_bytes_per_peer_window'])} per update vs "
         f"{_fmt_bytes(summary['dense_fp32_bytes'])} dense ({summary['compression_ratio']:.1f}x), "
-        f"theta consistent: {summary['theta_consistent']}; wrote {out / 'summary.json'}",
+        f"theta consistent: {summary['theta_consistent']}, honest retention {_fmt_share(summary['honest_retention'])}"
+        f"; wrote {out / 'summary.json'}",
         file=echo,
     )
     return summary
@@ -337,6 +369,7 @@ def summarize(
     adversary_hits = sum(
         1 for r in records[m.warmup_windows :] for p in (r or {}).get("gather") or [] if kind_of.get(p, "?") != "honest"
     )
+    fairness = fairness_figures(records, m, honest, kind_of)  # type: ignore[arg-type]
     return {
         "run_id": m.run_id,
         "preset": m.preset,
@@ -357,6 +390,7 @@ def summarize(
         "warmup_windows": m.warmup_windows,
         "ranking": ranking,
         "adversaries_in_gather_after_warmup": adversary_hits,
+        **fairness,
         "rejections": sorted({(x["peer"], x["reason"]) for r in records for x in r["rejected"]}),  # type: ignore[index]
         "events": {name: p.events for name, p in procs.items() if p.events},
         "per_window": per_window,
@@ -415,3 +449,48 @@ def plot(summary: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "bytes.png", dpi=100)
     plt.close(fig)
+
+
+def fairness_figures(
+    records: list[dict[str, Any]], m: RunManifest, honest: set[str], kind_of: dict[str, str]
+) -> dict[str, Any]:
+    """How the validator treated honest peers and adversaries, from its signed records.
+
+    honest_retention     share of honest peers' valid updates after the warm-up that were aggregated
+    honest_pass_rate     share of honest peers' measured windows with outcome +1
+    windows_without_training   windows in which no honest update was applied
+    adversary_zero_weight_after   per adversary id: the first window after which its weight stayed 0
+    """
+    kept = offered = passed = measured = 0
+    lost: list[int] = []
+    for r in records:
+        w = r["window"]
+        subs = {s["peer"] for s in r["submissions"]} & honest
+        used = set(r["aggregated"]) & honest
+        if not used:
+            lost.append(w)
+        for p, sc in r["scores"].items():
+            if p in honest and sc.get("own_before") is not None:
+                measured += 1
+                passed += sc.get("outcome") == 1
+        if w >= m.warmup_windows:
+            offered += len(subs)
+            kept += len(subs & used)
+    zero_after: dict[str, int | None] = {}
+    for pid, kind in kind_of.items():
+        if kind == "honest":
+            continue
+        last_positive = max((r["window"] for r in records if r.get("weights", {}).get(pid, 0.0) > 0), default=-1)
+        zero_after[pid] = last_positive + 1
+    return {
+        "honest_retention": kept / offered if offered else None,
+        "honest_pass_rate": passed / measured if measured else None,
+        "windows_without_training": lost,
+        "adversary_zero_weight_after": zero_after,
+        "validation_seconds_per_window": statistics.median(r["measure_seconds"] for r in records) if records else None,
+    }
+
+
+def run_ok(summary: dict[str, Any]) -> bool:
+    """A run succeeded when every honest peer held the shared theta and every window trained."""
+    return bool(summary["theta_consistent"]) and not summary["windows_without_training"]

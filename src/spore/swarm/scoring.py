@@ -1,24 +1,45 @@
 """The Gauntlet's scoring rules (spec section 3), as pure functions.
 
 Per window, for each peer the validator measures, with the peer's decoded
-update applied to theta at the evaluation step:
+update applied alone to theta at the evaluation step (scaled by the outer
+learning rate), per-row losses on two sets of rows:
 
-    own_improvement    = 1 - loss(own batch, theta')    / loss(own batch, theta)
-    random_improvement = 1 - loss(random batch, theta') / loss(random batch, theta)
+    own rows      every row of the batches the peer declared it trained on
+                  (the first `steps` of its H assigned batches)
+    random rows   as many rows drawn with the window's private randomness
+
+and summarises them as
+
+    own_improvement    = 1 - mean own loss after    / mean own loss before
+    random_improvement = 1 - mean random loss after / mean random loss before
     gradient_score     = random_improvement
+    fit_z              = Welch's t of the per-row relative improvements,
+                         own rows against random rows
 
-(relative, so that pages of easier or harder text compare fairly)
+(relative, so that pages of easier or harder text compare fairly).
 
-and turns them into a window outcome of +1 or -1:
+Outcome of the window, +1 or -1:
 
     +1  only if the update helps on data it never chose, by at least
         `min_relative` of the window's typical help (the median positive
-        gradient score: a random perturbation can lower a loss a little by
-        chance, a trained update lowers it by much more), and
-        own_improvement > random_improvement (it was fitted to the peer's
-        assigned pages: evidence of the work the sampler asked for), and
-        the peer is in sync and its update is not a copy;
+        gradient score of the window's original updates: a random
+        perturbation can lower a loss a little by chance, a trained update
+        lowers it by much more); and the evidence that it was fitted to the
+        peer's own pages is positive: the Stouffer combination of the peer's
+        last `fit_window` fit_z values, each clipped to +-`fit_clip`, exceeds
+        `fit_z_min`; and the peer is in sync; and its update is neither a copy
+        of another upload nor a restatement of public information;
     -1  otherwise, and for every missing or rejected submission.
+
+Why evidence over windows and not "own > random" in each window. Measured
+on honest peers (benchmarks/fairness.py and BENCHMARKS.md): early in
+training an update mostly teaches what all text shares, so its own-row gain
+exceeds its random-row gain by less than the row-to-row noise, and a strict
+per-window comparison failed about one honest window in five (9 of 41 in
+the default run). Later the own-row advantage is several standard errors in
+almost every window. A peer that trains on other pages than its own has
+fit_z around 0 in every window, so its combined evidence stays near 0 while
+an honest peer's grows with every window it is measured.
 
 The outcome feeds an EMA that starts at 0; the OpenSkill rating ranks the
 window's gradient scores (missing and rejected peers tie for last). The
@@ -54,6 +75,9 @@ class ScoringParams:
     gather_size: int = 15
     beta: float = 7.0  # OpenSkill Plackett-Luce, as Templar
     tau: float = 0.1
+    fit_window: int = 4  # windows of own-data evidence combined
+    fit_clip: float = 3.0  # one window's fit_z counts at most this much either way
+    fit_z_min: float = 1.0  # combined evidence an update needs to pass
 
 
 @dataclass
@@ -66,6 +90,8 @@ class Measurement:
     random_after: float
     behind: int | None  # outer steps behind the shared theta; None: unknown base
     copy_of: str | None = None  # hex id of the earlier uploader this one copied
+    fit_z: float = 0.0  # Welch's t, own-row against random-row relative improvements
+    restates: str | None = None  # the public object this update mostly restates
 
     @property
     def own_improvement(self) -> float:
@@ -90,6 +116,7 @@ class PeerState:
     sync: float = 0.0
     windows_in_gather: int = 0
     history: list[float] = field(default_factory=list)  # final score per window
+    fit_history: list[float] = field(default_factory=list)  # clipped fit_z of measured windows, newest last
 
     z: float = 1.0
 
@@ -114,18 +141,57 @@ def typical_help(measurements: Mapping[str, Measurement | None]) -> float:
     good = sorted(
         m.gradient_score
         for m in measurements.values()
-        if m is not None and m.copy_of is None and math.isfinite(m.gradient_score) and m.gradient_score > 0
+        if m is not None and m.copy_of is None and m.restates is None
+        and math.isfinite(m.gradient_score) and m.gradient_score > 0
     )
     return statistics.median(good) if good else 0.0
 
 
-def window_outcome(m: Measurement | None, params: ScoringParams, typical: float = 0.0) -> float:
-    if m is None or m.copy_of is not None or sync_score(m.behind, params.sync_tolerance) == 0.0:
+def fit_statistic(own_before: Sequence[float], own_after: Sequence[float],
+                  random_before: Sequence[float], random_after: Sequence[float]) -> float:
+    """Welch's t of per-row relative improvements, own rows against random rows.
+
+    Positive when the update lowered the loss of the peer's own rows by more
+    than that of random rows, measured in standard errors. NaN when a loss is
+    not finite or positive (a poisoned update), 0.0 when there is no spread.
+    """
+    def rel(before: Sequence[float], after: Sequence[float]) -> list[float]:
+        return [1.0 - a / b for b, a in zip(before, after, strict=True)]
+
+    losses = [*own_before, *own_after, *random_before, *random_after]
+    if not all(math.isfinite(x) for x in losses) or min(own_before, default=0) <= 0 \
+            or min(random_before, default=0) <= 0 or len(own_before) < 2 or len(random_before) < 2:
+        return float("nan")
+    a, b = rel(own_before, own_after), rel(random_before, random_after)
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if se == 0.0:
+        return 0.0 if diff == 0.0 else math.copysign(float("inf"), diff)
+    return diff / se
+
+
+def fit_evidence(history: Sequence[float], params: ScoringParams) -> float:
+    """Stouffer's combination of the last `fit_window` clipped fit_z values."""
+    recent = list(history)[-params.fit_window :]
+    return sum(recent) / math.sqrt(len(recent)) if recent else 0.0
+
+
+def clip_fit(z: float, params: ScoringParams) -> float:
+    return max(-params.fit_clip, min(params.fit_clip, z)) if not math.isnan(z) else -params.fit_clip
+
+
+def window_outcome(
+    m: Measurement | None, params: ScoringParams, typical: float = 0.0, evidence: float = 0.0
+) -> float:
+    """+1 or -1 for one window; `evidence` is fit_evidence including this window's fit_z."""
+    if m is None or m.copy_of is not None or m.restates is not None:
+        return -1.0
+    if sync_score(m.behind, params.sync_tolerance) == 0.0:
         return -1.0
     if not all(math.isfinite(x) for x in (m.own_before, m.own_after, m.random_before, m.random_after)):
         return -1.0
     helps = m.gradient_score > 0 and m.gradient_score >= params.min_relative * typical
-    return 1.0 if helps and m.own_improvement > m.random_improvement else -1.0
+    return 1.0 if helps and evidence > params.fit_z_min else -1.0
 
 
 def index_overlap(a: Sequence[set[int]], b: Sequence[set[int]], sizes: Sequence[int]) -> float:
@@ -200,11 +266,14 @@ def update_window(
     scores: dict[str, float | None] = {}
     typical = typical_help(measurements)
     for p, m in measurements.items():
-        outcome = window_outcome(m, params, typical)
         st = states[p]
+        if m is not None and m.copy_of is None and m.restates is None:
+            st.fit_history = [*st.fit_history, clip_fit(m.fit_z, params)][-params.fit_window :]
+        outcome = window_outcome(m, params, typical, fit_evidence(st.fit_history, params))
         st.ema = (1 - params.ema_alpha) * st.ema + params.ema_alpha * outcome
-        st.sync = 0.0 if m is None or m.copy_of is not None else sync_score(m.behind, params.sync_tolerance)
-        scores[p] = None if m is None or m.copy_of is not None else _finite(m.gradient_score)
+        original = m is not None and m.copy_of is None and m.restates is None
+        st.sync = sync_score(m.behind, params.sync_tolerance) if original and m is not None else 0.0
+        scores[p] = _finite(m.gradient_score) if original and m is not None else None
     if len(scores) >= 2:
         model = PlackettLuce(beta=params.beta, tau=params.tau)
         order, ranks = rank_order(scores)

@@ -3,9 +3,9 @@
 Per window w, after its submissions are final (spec section 3):
 
     gather   every submission, rejecting (with a reason) what is invalid
-    measure  each valid update on theta(w): loss before/after on the peer's own
-             assigned batch and on a random batch; how far behind its base is;
-             whether its kept positions copy an earlier upload
+    measure  each valid update on theta(w): per-row losses before/after on the
+             rows the peer trained on and on random rows; how far behind its
+             base is; whether it copies another upload or restates public data
     apply    theta(w+1) = theta(w) - alpha * Aggregate(submissions on gather list G(w))
     rate     fold the window into each peer's EMA and OpenSkill rating (scoring.py)
     publish  G(w+1) and the weights, signed; the window's record, to the store and
@@ -13,14 +13,19 @@ Per window w, after its submissions are final (spec section 3):
 
 The rules live in scoring.py; this file only moves data between the store,
 the model and the ledger.
+
+Randomness is committed before it is used: the manifest holds the head of a
+hash chain (randomness.py), each window's record reveals that window's link,
+and everything private about a window (its random rows, which peers it
+measures when there are too many) derives from the link. So anyone holding
+the store and the ledger can recompute every decision (`spore ledger audit`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
+import os
 import secrets
 import time
 from dataclasses import asdict, replace
@@ -32,7 +37,7 @@ import torch
 
 from spore import model as M
 from spore.data import Corpus, eval_batches, peer_batches, random_batch
-from spore.swarm import codec, scoring, wire
+from spore.swarm import codec, randomness, scoring, wire
 from spore.swarm.identity import Identity
 from spore.swarm.ledger import SQLiteLedger
 from spore.swarm.protocol import (
@@ -53,6 +58,7 @@ from spore.swarm.store import Store
 log = logging.getLogger("spore.swarm.validator")
 
 LEDGER_FILE = "ledger.sqlite"
+MAX_ROWS = 128  # rows of own and of random data an update is measured on, at most
 
 
 def new_manifest(
@@ -113,6 +119,7 @@ class Validator:
         out: Path,
         corpus: Corpus | None = None,
         params: scoring.ScoringParams | None = None,
+        dishonest: tuple[str, str] | None = None,
     ) -> None:
         self.store = store
         self.identity = identity
@@ -127,11 +134,13 @@ class Validator:
         self.states: dict[str, scoring.PeerState] = {}
         self.known: set[str] = set()  # peers that ever submitted: missing a window counts against them
         self.theta_history: dict[str, int] = {}  # theta digest -> window it starts
-        # Private randomness for the random batches: peers cannot predict them.
-        self.secret = secrets.token_bytes(32)
-        self.score_rows = 32  # rows of own and of random data each update is measured on
+        self.gather_lists: dict[int, list[str] | None] = {}  # G(w) as published (the ledger's copy)
+        self.gather_weights: dict[int, dict[str, float]] = {}
+        self.links = randomness.chain(randomness_root(identity, manifest.run_id), manifest.windows)
         self.score_budget = 0.6 * manifest.window_seconds  # seconds of measuring per window
         self.seconds_per_score: float | None = None  # running estimate of one update's cost
+        # Test-only (`--dishonest-validator`): ("favour" | "drop", peer hex). `spore ledger audit` catches both.
+        self.dishonest = dishonest
 
     # -- opening and resuming ----------------------------------------------------
 
@@ -147,13 +156,16 @@ class Validator:
         min_peers: int = 0,
         wait_seconds: float = 120.0,
         lead_seconds: float = 1.0,
+        dishonest: tuple[str, str] | None = None,
     ) -> Validator:
         """Publish checkpoint 0 and the manifest; window 0 opens once `min_peers` announced."""
         if store.head(RUN_KEY) is not None:
             raise ProtocolError(f"{store.url} already holds a run; use a fresh store or --resume")
         if (out / LEDGER_FILE).exists():
             raise ProtocolError(f"{out / LEDGER_FILE} exists; use a fresh --out or --resume")
-        v = cls(store, identity, manifest, out, corpus)
+        links = randomness.chain(randomness_root(identity, manifest.run_id), manifest.windows)
+        manifest = replace(manifest, randomness_commit=randomness.commitment(links).hex())
+        v = cls(store, identity, manifest, out, corpus, dishonest=dishonest)
         v.replica.window = 0
         v.replica.publish_checkpoint(identity)
         v.theta_history[v.replica.digest().hex()] = 0
@@ -165,37 +177,91 @@ class Validator:
                 break
             time.sleep(0.2)
         v.manifest = replace(
-            manifest, t0=time.time() + lead_seconds, extra={**manifest.extra, "initial_eval_loss": initial}
+            manifest, t0=time.time() + lead_seconds,
+            extra={**manifest.extra, "initial_eval_loss": initial, "scoring": asdict(v.params)},
         )
         v.replica.manifest = v.manifest
         doc = v.manifest.to_json()
-        v.ledger.append("genesis", None, {"manifest": doc, "checkpoint": v.checkpoint_entry(0)})
+        v.ledger.append("genesis", None,
+                        {"manifest": doc, "checkpoint": v.checkpoint_entry(0), "scoring": asdict(v.params)})
         store.put(RUN_KEY, sign_json(doc, identity))
+        v.save_theta()
         log.info("run %s opened: %d windows of %.1fs", v.manifest.run_id, v.manifest.windows, v.manifest.window_seconds)
         return v
 
     @classmethod
-    def resume(cls, store: Store, identity: Identity, out: Path, corpus: Corpus | None = None) -> Validator:
-        """Continue a run this key opened: history from the ledger, theta by replay."""
-        from spore.swarm.replica import fetch_manifest
-
-        manifest = fetch_manifest(store, identity.id)
+    def resume(
+        cls, store: Store, identity: Identity, out: Path, corpus: Corpus | None = None,
+        dishonest: tuple[str, str] | None = None,
+    ) -> Validator:
+        """Continue a run this key opened. History comes from the ledger, theta from the
+        validator's own copy (checked against the ledger), never from store contents
+        that others could have changed since."""
         if not (out / LEDGER_FILE).exists():
             raise ProtocolError(f"no ledger at {out / LEDGER_FILE} to resume from")
-        v = cls(store, identity, manifest, out, corpus)
-        last = v.ledger.last("window")
-        v.replica.catch_up(0 if last is None else last.window + 1)  # type: ignore[operator]
+        led = SQLiteLedger(out / LEDGER_FILE, identity)
+        genesis = next(led.records(), None)
+        led.close()
+        if genesis is None or genesis.kind != "genesis":
+            raise ProtocolError(f"the ledger at {out / LEDGER_FILE} holds no genesis record")
+        manifest = RunManifest.from_json(genesis.body["manifest"])
+        if manifest.validator != identity.hex:
+            raise ProtocolError("this ledger belongs to another validator key")
+        params = scoring.ScoringParams(**genesis.body.get("scoring", {"gather_size": manifest.gather_size}))
+        v = cls(store, identity, manifest, out, corpus, params, dishonest=dishonest)
+        last = None
         for r in v.ledger.records():
             if r.kind == "genesis":
                 v.theta_history[r.body["checkpoint"]["theta"]] = 0
             elif r.kind == "window":
+                last = r
                 v.theta_history[r.body["theta"]] = r.window + 1  # type: ignore[operator]
                 v.known.update(r.body.get("known", []))
                 v.states = {p: scoring.PeerState(**s["state"]) for p, s in r.body.get("ratings", {}).items()}
-        if v.replica.digest().hex() not in v.theta_history:
-            raise ProtocolError("replayed theta does not match the ledger; refusing to continue")
+                v.gather_lists[r.window] = r.body.get("gather")  # type: ignore[index]
+                v.gather_lists[r.window + 1] = r.body.get("gather_next")  # type: ignore[operator]
+        want = v.ledger_theta(last)
+        if not v.load_theta(want, 0 if last is None else last.window + 1):  # type: ignore[operator]
+            # No usable local copy: replay from checkpoints under the ledger's own gather lists.
+            v.replica.window = -1
+            v.replica.catch_up(0 if last is None else last.window + 1,  # type: ignore[operator]
+                               allowed=lambda w: None if v.gather_lists.get(w) is None
+                               else {bytes.fromhex(p) for p in v.gather_lists[w] or []})
+        if v.replica.digest().hex() != want:
+            raise ProtocolError("theta (local copy or replay) does not match the ledger; refusing to continue")
         log.info("resumed at window %d with %d rated peers", v.replica.window, len(v.states))
         return v
+
+    def ledger_theta(self, last: Any) -> str:
+        if last is not None:
+            return str(last.body["theta"])
+        genesis = next(self.ledger.records())
+        return str(genesis.body["checkpoint"]["theta"])
+
+    # -- the validator's own copy of theta (out/theta.safetensors) ----------------
+
+    def save_theta(self) -> None:
+        from safetensors.torch import save_file
+
+        tmp = self.out / "theta.safetensors.tmp"
+        save_file({n: p.detach().contiguous() for n, p in self.replica.model.named_parameters()}, str(tmp),
+                  metadata={"window": str(self.replica.window)})
+        os.replace(tmp, self.out / "theta.safetensors")
+
+    def load_theta(self, digest: str, window: int) -> bool:
+        from safetensors.torch import load_file
+
+        path = self.out / "theta.safetensors"
+        try:
+            tensors = load_file(str(path))
+            with torch.no_grad():
+                for n, p in self.replica.model.named_parameters():
+                    p.copy_(tensors[n])
+        except Exception as e:  # missing or torn: fall back to replay
+            log.warning("no usable theta copy at %s (%s); replaying from the store", path, e)
+            return False
+        self.replica.window = window
+        return self.replica.digest().hex() == digest
 
     # -- one window ---------------------------------------------------------------
 
@@ -204,76 +270,59 @@ class Validator:
         body, _ = open_json(self.store.get(manifest_key, MAX_JSON_BYTES), signer=self.identity.id)
         return {"window": window, "sha256": body["sha256"], "theta": body["theta"]}
 
-    def _seed(self, window: int, what: bytes) -> bytes:
-        return hmac.new(self.secret, what + window.to_bytes(8, "little"), hashlib.sha256).digest()
+    def link(self, window: int) -> bytes:
+        return self.links[window]
 
     def sample(self, window: int, g: Gathered) -> list[Submission]:
         """The valid submissions to measure this window: all that fit the time budget.
 
-        Measuring costs a few forward passes per update; when more peers submit
-        than `score_budget` seconds allow (at the cost per update seen so far),
-        a sample drawn with private randomness is measured and the rest keep
-        their standing for this window (spec section 3: "for a sample of peers").
+        When more peers submit than `score_budget` seconds allow (at the cost
+        per update seen so far), established peers come first (those with a
+        positive standing, in a random order), then a random sample of the
+        rest, all drawn from the window's committed randomness. A flood of new
+        ids therefore cannot push an established honest peer out of being
+        measured; newcomers share what is left.
         """
         if self.seconds_per_score is None:
             return list(g.accepted)
         fits = max(1, int(self.score_budget / self.seconds_per_score))
-        if len(g.accepted) <= fits:
-            return list(g.accepted)
-        rng = np.random.default_rng(np.frombuffer(self._seed(window, b"sample"), dtype=np.uint64))
-        chosen = sorted(rng.choice(len(g.accepted), size=fits, replace=False))
-        return [g.accepted[i] for i in chosen]
+        return sample_submissions(g.accepted, fits, self.states, self.link(window))
 
-    def measure(self, window: int, g: Gathered) -> dict[str, scoring.Measurement]:
-        """Loss before/after each sampled valid update, on its own rows and on random rows;
-        how far behind its base is; and, for every valid update, whether it copies another."""
-        m, rep, t = self.manifest, self.replica, self.manifest.train
+    def measure(self, window: int, g: Gathered, sampled: list[Submission]) -> dict[str, scoring.Measurement]:
+        """Per-row losses before/after each sampled update, on the rows it trained on and on
+        random rows; how far behind its base is; and, for every valid update, whether it
+        copies another."""
+        rep = self.replica
         if not g.accepted:
             return {}
-        # The own rows are drawn from every row the peer was assigned this window (the
-        # update should fit them best); the random rows are as many, from private randomness.
-        rows = min(t.inner_steps * t.batch_size, self.score_rows)
-        rand = random_batch(rep.corpus, self._seed(window, b"random"), rows, t.seq_len)
-        pick = np.random.default_rng(np.frombuffer(self._seed(window, b"rows"), dtype=np.uint64)).choice(
-            t.inner_steps * t.batch_size, size=rows, replace=False
-        )
+        link = self.link(window)
+        rand = measurement_rows(rep.corpus, self.manifest, link)
         theta = [p.detach().clone() for p in rep.params()]
         rep.model.eval()
         out: dict[str, scoring.Measurement] = {}
-        sampled = self.sample(window, g)
         started = time.perf_counter()
         with torch.no_grad():
-            random_before = float(M.lm_loss(rep.model, rand))
+            random_before = M.row_losses(rep.model, rand)
             for s in sampled:
-                assigned = peer_batches(
-                    rep.corpus, bytes.fromhex(m.run_seed), s.peer, window, t.inner_steps, t.batch_size, t.seq_len
-                )
-                own = assigned.reshape(-1, t.seq_len + 1)[pick]
-                own_before = float(M.lm_loss(rep.model, own))
-                for p, u in zip(rep.params(), s.update, strict=True):
-                    p.sub_(codec.decompress(u, m.codec), alpha=t.outer_lr)
-                own_after = float(M.lm_loss(rep.model, own))
-                random_after = float(M.lm_loss(rep.model, rand))
+                own = own_rows(rep.corpus, self.manifest, s, link)
+                own_before = M.row_losses(rep.model, own)
+                apply_alone(rep, s)
+                own_after = M.row_losses(rep.model, own)
+                random_after = M.row_losses(rep.model, rand)
                 for p, p0 in zip(rep.params(), theta, strict=True):
                     p.copy_(p0)
-                out[s.peer.hex()] = scoring.Measurement(
+                out[s.peer.hex()] = make_measurement(
                     own_before, own_after, random_before, random_after, self.behind(window, s)
                 )
         if sampled:
             cost = (time.perf_counter() - started) / len(sampled)
             prev = self.seconds_per_score
             self.seconds_per_score = cost if prev is None else 0.5 * prev + 0.5 * cost
-        copies = scoring.find_copies(
-            {s.peer.hex(): kept_positions(s) for s in g.accepted},
-            {s.peer.hex(): s.modified for s in g.accepted},
-            [pl.numel for pl in rep.plans],
-            self.params.copy_threshold,
-        )
-        nan = float("nan")
-        for s in g.accepted:
+        copies = find_copies(g, rep, self.params)
+        for s in g.accepted:  # a copy fails its window whether or not it was measured
             offender = s.peer.hex()
-            if offender in copies:  # a copy fails its window whether or not it was measured
-                out.setdefault(offender, scoring.Measurement(nan, nan, nan, nan, self.behind(window, s)))
+            if offender in copies:
+                out.setdefault(offender, unmeasured(self.behind(window, s)))
                 out[offender].copy_of = copies[offender]
         return out
 
@@ -282,23 +331,55 @@ class Validator:
         base = s.header.base_digest.hex()
         return window - self.theta_history[base] if base in self.theta_history else None
 
-    def publish_gather_list(self, window: int) -> list[str] | None:
-        """Publish G(window) from the ratings so far; None during the warm-up.
+    def gather_list_for(self, window: int) -> list[str] | None:
+        """G(window) as this validator decided it (None: everyone, in the warm-up), and make
+        sure the store holds exactly that list: a deleted, replaced or replayed copy is
+        published again (with the same body, so peers that read it agree)."""
+        m = self.manifest
+        if window < m.warmup_windows or window >= m.windows:
+            return None
+        if window not in self.gather_lists:
+            return self.publish_gather_list(window)
+        chosen = self.gather_lists[window]
+        if chosen is None:
+            return None
+        body = {"window": window, "peers": chosen, "weights": self.gather_weights.get(window, {}),
+                "rated_through": window - 1}
+        if not self.store_list_matches(window, chosen):
+            log.warning("gather list %d in the store is missing or not ours; publishing it again", window)
+            self.store.put(gather_key(window), sign_json(body, self.identity))
+        return chosen
 
-        A list already in the store (published before a crash) is kept: peers
-        may have used it, and everyone must aggregate the same updates.
+    def store_list_matches(self, window: int, chosen: list[str]) -> bool:
+        try:
+            body, _ = open_json(self.store.get(gather_key(window), MAX_JSON_BYTES), signer=self.identity.id)
+        except Exception:
+            return False
+        return body.get("window") == window and body.get("peers") == chosen
+
+    def publish_gather_list(self, window: int) -> list[str] | None:
+        """Decide and publish G(window) from the ratings so far; None during the warm-up.
+
+        A valid list of ours already in the store for this window (published
+        before a crash) is kept: peers may have used it, and everyone must
+        aggregate the same updates.
         """
         m = self.manifest
         if window < m.warmup_windows or window >= m.windows:
             return None
         try:
-            existing = self.replica.gather_list(window)
-        except TimeoutError:
-            existing = None
-        if existing is not None:
-            return sorted(p.hex() for p in existing)
+            body, _ = open_json(self.store.get(gather_key(window), MAX_JSON_BYTES), signer=self.identity.id)
+            if body.get("window") == window and isinstance(body.get("peers"), list):
+                self.gather_lists[window] = sorted(str(p) for p in body["peers"])
+                self.gather_weights[window] = dict(body.get("weights") or {})
+                return self.gather_lists[window]
+        except Exception:  # missing, foreign or replayed: decide it ourselves
+            pass
         chosen = scoring.gather_list(self.states, self.params.gather_size)
+        if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] not in chosen:
+            chosen = sorted([*chosen, self.dishonest[1]])
         weights = scoring.incentive_weights(self.states, chosen)
+        self.gather_lists[window], self.gather_weights[window] = chosen, weights
         body = {"window": window, "peers": chosen, "weights": weights, "rated_through": window - 1}
         self.store.put(gather_key(window), sign_json(body, self.identity))
         return chosen
@@ -307,15 +388,23 @@ class Validator:
         """Validate the replica's current window and move theta forward."""
         m, rep = self.manifest, self.replica
         w = rep.window
+        allowed = self.gather_list_for(w)  # repaired in the store if someone removed or replaced it
         sleep_until(m.gather_time(w))
+        allowed = self.gather_list_for(w)
         g = rep.gather(w)  # every valid submission, for scoring and the record
+        if self.dishonest and self.dishonest[0] == "drop":
+            g.accepted = [s for s in g.accepted if s.peer.hex() != self.dishonest[1]]
         t_start = time.time()
-        measured = self.measure(w, g)
+        sampled = self.sample(w, g)
+        measured = self.measure(w, g, sampled)
+        if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] in measured:
+            x = measured[self.dishonest[1]]
+            measured[self.dishonest[1]] = replace(x, random_after=x.random_after * 0.5, fit_z=10.0,
+                                                  copy_of=None, restates=None)
         measure_seconds = time.time() - t_start
 
         # theta(w+1): the same aggregate every peer computes, under G(w).
-        allowed = rep.gather_list(w)
-        used = Gathered(w, [s for s in g.accepted if allowed is None or s.peer in allowed], g.rejected)
+        used = Gathered(w, [s for s in g.accepted if allowed is None or s.peer.hex() in allowed], g.rejected)
         rep.apply(used)
         self.theta_history[rep.digest().hex()] = rep.window
 
@@ -345,11 +434,14 @@ class Validator:
             checkpoint = self.checkpoint_entry(rep.window)
         record = {
             "window": w,
+            "randomness": self.link(w).hex(),
             "submissions": [submission_entry(s) for s in g.accepted],
             "rejected": [asdict(r) for r in g.rejected],
-            "gather": None if allowed is None else sorted(p.hex() for p in allowed),
+            "sampled": sorted(s.peer.hex() for s in sampled),
+            "gather": allowed,
             "aggregated": [s.peer.hex() for s in used.accepted],
-            "scores": {p: measurement_entry(x, self.params, typical) for p, x in sorted(measured.items())},
+            "scores": {p: measurement_entry(x, self.params, typical, self.states.get(p))
+                       for p, x in sorted(measured.items())},
             "ratings": {p: rating_entry(st) for p, st in sorted(self.states.items())},
             "known": sorted(self.known),
             "rated": rated,
@@ -362,6 +454,7 @@ class Validator:
             "measured": len(measured),
             "time": time.time(),
         }
+        self.save_theta()
         self.ledger.append("window", w, record)
         self.store.put(record_key(w), sign_json(record, self.identity))
         log.info(
@@ -380,6 +473,83 @@ class Validator:
                 return
         M.save_pretrained(self.replica.model, self.out / "final_model")
         self.ledger.close()
+
+
+# ---------------------------------------------------------------------------
+# Pure pieces of a window's validation, shared with `spore ledger audit`
+
+
+def randomness_root(identity: Identity, run_id: str) -> bytes:
+    return randomness.root_from_signature(identity.sign(randomness.SIGN_DOMAIN + run_id.encode()))
+
+
+def sample_submissions(
+    accepted: list[Submission], fits: int, states: dict[str, scoring.PeerState], link: bytes
+) -> list[Submission]:
+    """Established peers (positive final score) first, in a random order, then a random
+    sample of the others; `fits` of them in all, in peer order."""
+    if len(accepted) <= fits:
+        return list(accepted)
+    rng = randomness.rng(link, b"sample")
+    order = list(rng.permutation(len(accepted)))
+    established = [i for i in order if states.get(accepted[i].peer.hex(), scoring.PeerState()).final > 0]
+    others = [i for i in order if i not in set(established)]
+    chosen = sorted((established + others)[:fits])
+    return [accepted[i] for i in chosen]
+
+
+def measurement_rows(corpus: Corpus, m: RunManifest, link: bytes) -> np.ndarray:
+    """The window's random rows: as many as a full update's own rows (capped at MAX_ROWS)."""
+    t = m.train
+    rows = min(t.inner_steps * t.batch_size, MAX_ROWS)
+    return random_batch(corpus, randomness.derive(link, b"random-rows"), rows, t.seq_len)
+
+
+def own_rows(corpus: Corpus, m: RunManifest, s: Submission, link: bytes) -> np.ndarray:
+    """Every row of the batches the update declares it trained on (its first `steps`),
+    or MAX_ROWS of them drawn with the window's randomness."""
+    t = m.train
+    steps = s.header.steps or t.inner_steps
+    assigned = peer_batches(corpus, bytes.fromhex(m.run_seed), s.peer, s.header.window, t.inner_steps,
+                            t.batch_size, t.seq_len)
+    rows = assigned[:steps].reshape(-1, t.seq_len + 1)
+    if len(rows) <= MAX_ROWS:
+        return rows
+    pick = randomness.rng(link, b"own-rows" + s.peer).choice(len(rows), size=MAX_ROWS, replace=False)
+    return rows[np.sort(pick)]
+
+
+def apply_alone(rep: Replica, s: Submission) -> None:
+    """theta := theta - outer_lr * decoded update (the replica's own rounding rule)."""
+    window = rep.window
+    rep.apply(Gathered(window, [s], []))
+    rep.window = window
+
+
+def make_measurement(
+    own_before: np.ndarray, own_after: np.ndarray, random_before: np.ndarray, random_after: np.ndarray,
+    behind: int | None,
+) -> scoring.Measurement:
+    ob, oa, rb, ra = (x.tolist() for x in (own_before, own_after, random_before, random_after))
+    return scoring.Measurement(
+        float(np.mean(own_before)), float(np.mean(own_after)), float(np.mean(random_before)),
+        float(np.mean(random_after)), behind, fit_z=scoring.fit_statistic(ob, oa, rb, ra),
+    )
+
+
+def unmeasured(behind: int | None) -> scoring.Measurement:
+    nan = float("nan")
+    return scoring.Measurement(nan, nan, nan, nan, behind)
+
+
+def find_copies(g: Gathered, rep: Replica, params: scoring.ScoringParams) -> dict[str, str]:
+    """{offender: original} among the window's valid updates (scoring.find_copies)."""
+    return scoring.find_copies(
+        {s.peer.hex(): kept_positions(s) for s in g.accepted},
+        {s.peer.hex(): s.modified for s in g.accepted},
+        [pl.numel for pl in rep.plans],
+        params.copy_threshold,
+    )
 
 
 def kept_positions(s: Submission) -> list[set[int]]:
@@ -406,13 +576,17 @@ def _json_float(x: float) -> float | None:
     return x if math.isfinite(x) else None  # a poisoned update can make a loss infinite
 
 
-def measurement_entry(x: scoring.Measurement, params: scoring.ScoringParams, typical: float) -> dict[str, Any]:
+def measurement_entry(
+    x: scoring.Measurement, params: scoring.ScoringParams, typical: float, state: scoring.PeerState | None
+) -> dict[str, Any]:
+    evidence = scoring.fit_evidence(state.fit_history, params) if state is not None else 0.0
     return {
         "own_before": _json_float(x.own_before), "own_after": _json_float(x.own_after),
         "random_before": _json_float(x.random_before), "random_after": _json_float(x.random_after),
-        "gradient_score": _json_float(x.gradient_score), "behind": x.behind, "copy_of": x.copy_of,
+        "gradient_score": _json_float(x.gradient_score), "fit_z": _json_float(x.fit_z),
+        "fit_evidence": evidence, "behind": x.behind, "copy_of": x.copy_of, "restates": x.restates,
         "sync": scoring.sync_score(x.behind, params.sync_tolerance),
-        "outcome": scoring.window_outcome(x, params, typical),
+        "outcome": scoring.window_outcome(x, params, typical, evidence),
     }
 
 

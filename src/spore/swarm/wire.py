@@ -32,8 +32,8 @@ VERSION = 1
 PLAIN, ELIAS_FANO = 0, 1
 SIGN_DOMAIN = b"spore/update/v1\0"
 
-# magic, version, index coding, reserved, window, peer id, model id, base digest,
-# chunk, block, topk, quant bits, reserved, tensor count, body length
+# magic, version, index coding, inner steps (0: all H), window, peer id, model id,
+# base digest, chunk, block, topk, quant bits, reserved, tensor count, body length
 HEADER = struct.Struct("<4sBBHQ32s32s32sIHHB3sII")
 assert HEADER.size == 132
 
@@ -55,6 +55,9 @@ class Header:
     base_digest: bytes  # theta the update was computed from (sync check)
     params: CodecParams
     index_coding: int = ELIAS_FANO
+    # Inner steps the update comes from: a slow peer sends what it has after
+    # its first `steps` batches; 0 means all H (the manifest's inner_steps).
+    steps: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -182,7 +185,7 @@ def encode(update: Update, header: Header, identity: Identity) -> bytes:
         body += encode_indices(u.tail_indices.numpy(), p.chunk, coding)
         body += pack_bits(np.concatenate([u.codes.numpy().reshape(-1), u.tail_codes.numpy().reshape(-1)]), 2)
     head = HEADER.pack(
-        MAGIC, VERSION, coding, 0, header.window, header.peer_id, header.model_id,
+        MAGIC, VERSION, coding, header.steps, header.window, header.peer_id, header.model_id,
         header.base_digest, p.chunk, p.block, p.topk, p.quant_bits, b"\0\0\0",
         len(update), len(body),
     )
@@ -194,7 +197,7 @@ def read_header(data: bytes) -> Header:
     """Parse and sanity-check the fixed header; no signature check yet."""
     if len(data) < HEADER.size + SIG_BYTES:
         raise WireError("truncated", f"{len(data)} bytes is shorter than header and signature")
-    (magic, version, coding, reserved, window, peer_id, mid, base, chunk, block, topk, qbits,
+    (magic, version, coding, steps, window, peer_id, mid, base, chunk, block, topk, qbits,
      reserved2, _n_tensors, _body_len) = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise WireError("bad-magic", f"magic {magic!r} is not {MAGIC!r}")
@@ -202,13 +205,13 @@ def read_header(data: bytes) -> Header:
         raise WireError("bad-version", f"wire version {version} is not {VERSION}")
     if coding not in (PLAIN, ELIAS_FANO):
         raise WireError("malformed", f"unknown index coding {coding}")
-    if reserved or reserved2 != b"\0\0\0":
+    if reserved2 != b"\0\0\0":
         raise WireError("malformed", "reserved header bytes are not zero")
     try:
         params = CodecParams(chunk=chunk, block=block, topk=topk, quant_bits=qbits)
     except ValueError as e:
         raise WireError("bad-codec", str(e)) from None
-    return Header(window, peer_id, mid, base, params, coding)
+    return Header(window, peer_id, mid, base, params, coding, steps)
 
 
 def decode(
@@ -223,13 +226,17 @@ def decode(
 ) -> tuple[Header, Update]:
     """Verify and parse an update. Every failure is a WireError with a reason.
 
-    Checks, in order: size and header, signature by the id in the header,
+    Checks, in order: header, exact size, signature by the id in the header,
     the claimed peer id, window, model id and codec parameters against what
     the reader expects, then every field of the body (positions in range and
     increasing, levels finite, of the form [-hi, -lo, lo, hi] with
     0 <= lo <= hi <= max_level, dense values finite and within max_level).
     """
     header = read_header(data)
+    if header.params == expected_params:  # cheap size check first: no signature work on junk
+        want = expected_size(plans, expected_params, header.index_coding)
+        if len(data) != want:
+            raise WireError("bad-size", f"{len(data)} bytes, a valid update is exactly {want}")
     if not verify(header.peer_id, data[-SIG_BYTES:], SIGN_DOMAIN + data[:-SIG_BYTES]):
         raise WireError("bad-signature", "the signature does not verify under the header's peer id")
     if peer_id is not None and header.peer_id != peer_id:
