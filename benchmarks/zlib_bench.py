@@ -12,8 +12,14 @@ through the other implementation before it counts.
 
     python benchmarks/zlib_bench.py            # whole corpus, a few minutes
     python benchmarks/zlib_bench.py --quick    # first 32 KB of each file, levels 1 and 6
+    python benchmarks/zlib_bench.py --hostile  # decoding cost of hostile streams, a minute
 
-Writes benchmarks/results/zlib.json.
+Writes benchmarks/results/zlib.json, or with --hostile zlib-hostile.json: for
+each adversary of tests/zlib/hostile_streams.py (and, as the yardstick, C
+zlib's level-6 stream of the corpus) the CPU seconds per MB of *input* for
+spore.zlib and for C zlib, their ratio, and each one's cost relative to its own
+cost on the ordinary stream (issue 13: decoding cost per input byte must stay
+within a small constant factor of ordinary data's).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import hashlib
 import json
 import platform
 import statistics
+import sys
 import time
 import zlib as c_zlib
 from collections.abc import Callable
@@ -32,6 +39,9 @@ from typing import Any
 import spore.zlib as sz
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "zlib"))
+from hostile_streams import HOSTILE  # noqa: E402 - the adversaries live beside their test
+
 CANTERBURY = ROOT.parent / "shared" / "corpora" / "canterbury"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -123,11 +133,57 @@ def print_tables(results: dict[str, Any]) -> None:
             print(f"  {name:14s} {f['ours_size']:8d} {f['c_size']:8d} {f['ours_size'] / f['c_size']:.4f}")
 
 
+def measure_hostile(corpus: dict[str, bytes], size: int, repeats: int) -> dict[str, dict[str, float]]:
+    """CPU seconds per MB of input, spore.zlib and C zlib, for the ordinary stream and each adversary."""
+    co = c_zlib.compressobj(6, c_zlib.DEFLATED, -15)
+    streams = {"ordinary (Canterbury, C level 6)": co.compress(b"".join(corpus.values())) + co.flush()}
+    streams.update((name, make(size)) for name, make in HOSTILE.items())
+    rows = {}
+    for name, stream in streams.items():
+        ours, ours_s = cpu_timed(lambda stream=stream: sz.decompress(stream, -15), repeats)
+        theirs, c_s = cpu_timed(lambda stream=stream: c_zlib.decompress(stream, -15), repeats)
+        if ours != theirs:
+            raise SystemExit(f"{name}: spore.zlib and C zlib disagree")
+        mb = len(stream) / 1e6
+        rows[name] = {"input_bytes": len(stream), "output_bytes": len(ours), "ours_s_per_mb": ours_s / mb,
+                      "c_s_per_mb": c_s / mb}  # fmt: skip
+        print(f"  {name:34s} {ours_s / mb:8.3f} s/MB", flush=True)
+    ordinary = next(iter(rows.values()))
+    for row in rows.values():
+        row["ours_over_c"] = row["ours_s_per_mb"] / row["c_s_per_mb"]
+        row["ours_vs_ordinary"] = row["ours_s_per_mb"] / ordinary["ours_s_per_mb"]
+        row["c_vs_ordinary"] = row["c_s_per_mb"] / ordinary["c_s_per_mb"]
+    return rows
+
+
+def print_hostile(rows: dict[str, dict[str, float]]) -> None:
+    print("\n| stream | input bytes | output bytes | ours s/MB | C s/MB | ours/C | ours vs ordinary | C vs ordinary |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['input_bytes']:,} | {r['output_bytes']:,} | {r['ours_s_per_mb']:.3f} | "
+              f"{r['c_s_per_mb']:.4f} | {r['ours_over_c']:.0f} | {r['ours_vs_ordinary']:.2f} | "
+              f"{r['c_vs_ordinary']:.2f} |")  # fmt: skip
+    print("s/MB: CPU seconds per MB of input. vs ordinary: the cost per input byte over the same decoder's on row 1.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="first 32 KB of each file, levels 1 and 6")
-    ap.add_argument("--out", type=Path, default=RESULTS / "zlib.json")
+    ap.add_argument("--hostile", action="store_true", help="decoding cost of hostile streams")
+    ap.add_argument("--hostile-bytes", type=int, default=200_000, help="input size of each hostile stream")
+    ap.add_argument("--out", type=Path, help="results file (default benchmarks/results/zlib.json or zlib-hostile.json)")
     args = ap.parse_args()
+    if args.hostile:
+        corpus = load_corpus(None)
+        rows = measure_hostile(corpus, args.hostile_bytes, repeats=3)
+        print_hostile(rows)
+        report = {"timing": "process CPU time, best of 3 for each", "python": platform.python_version(),
+                  "c_zlib": c_zlib.ZLIB_RUNTIME_VERSION, "hostile_bytes": args.hostile_bytes, "rows": rows}  # fmt: skip
+        out = args.out or RESULTS / "zlib-hostile.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {out}")
+        return
     corpus = load_corpus(32 * 1024 if args.quick else None)
     levels = [1, 6] if args.quick else [1, 6, 9]
     results = measure(corpus, levels, c_repeats=3)
@@ -143,9 +199,10 @@ def main() -> None:
         },
         "per_file": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    out = args.out or RESULTS / "zlib.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -431,3 +431,72 @@ def test_fast_table_entries_decode_like_the_reference(lengths: list[int]) -> Non
             assert value == spec.LENGTH_BASE[symbol - 257]
             assert (extra_mask, total) == ((1 << extra) - 1, bits + extra)
     assert width >= fast_bits
+
+
+# --- staged dynamic codes (issue 13) ----------------------------------------------
+
+
+def _staged_candidates() -> list[list[int]]:
+    """Acceptable codes: the exhaustive small domain (as distance codes) and literal/length codes."""
+    small = [list(v) for v in _all_length_vectors()] + _sample_complete_codes()
+    return [lengths for lengths in small + _litlen_lengths_from_streams() if inflate.lengths_acceptable(lengths, False)]
+
+
+def test_staged_code_tables_equal_the_eager_ones() -> None:
+    """dynamic_code's fast table, once upgraded, is build_litlen_tables' (or build_distance_tables'), full table too.
+
+    Before the upgrade the literal/length fast table is the same without literal runs.
+    """
+    for lengths in _staged_candidates():
+        key = bytes(lengths)
+        count = [lengths.count(n) for n in range(16)]
+        inflate._CODE_CACHE.clear()
+        staged = inflate.dynamic_code(key, count)
+        assert staged.symbols == list(spec.construct(lengths).symbol), lengths
+        upgraded = inflate.upgraded(key, staged)
+        if len(lengths) > 30:
+            full, width, fast, fast_bits = inflate.build_litlen_tables(lengths)
+            assert inflate.with_literal_runs(staged.fast, staged.fast_bits) == fast
+        else:
+            full, width, fast, fast_bits = inflate.build_distance_tables(lengths)
+            assert staged.fast == fast
+        assert (upgraded.full, upgraded.width, upgraded.fast, upgraded.fast_bits) == (full, width, fast, fast_bits)
+
+
+def test_canonical_decode_pulls_and_answers_like_the_table() -> None:
+    """_decode_canonical equals _decode over build_full_table: symbol, length, bytes pulled, or NeedInput.
+
+    For every acceptable code of the small exhaustive domain and the larger
+    sampled ones, every bit pattern of the code's width up to 12 bits (2048
+    random ones for the 15-bit literal/length codes), padded with ones and with
+    zeros; every count of held bits 0..width (0, 3 and 8 for codes wider than 8
+    bits); input cut after 0, 1 and all bytes.
+    """
+    rng = random.Random(13)
+    checked = 0
+    for lengths in _staged_candidates():
+        code = inflate.dynamic_code(bytes(lengths), [lengths.count(n) for n in range(16)])
+        table, width = inflate.build_full_table(lengths, -1)
+        helds = range(width + 1) if width <= 8 else (0, 3, 8)
+        patterns = range(1 << width) if width <= 12 else rng.sample(range(1 << width), 2048)
+        for pattern in patterns:
+            for padding in (0, -1):
+                stream = (pattern | (padding << width)) & 0xFFFFFFFF
+                for held in helds:
+                    rest = (stream >> held).to_bytes(4, "little")
+                    for cut in (0, 1, 4):
+                        outcomes = []
+                        for decode in ("table", "canonical"):
+                            engine = inflate.Inflater("raw", 15)
+                            engine.hold, engine.nbits, engine.buf = stream & ((1 << held) - 1), held, rest[:cut]
+                            try:
+                                if decode == "table":
+                                    answer = engine._decode(table, width)
+                                else:
+                                    answer = engine._decode_canonical(code)
+                            except inflate._NeedInput:
+                                answer = None
+                            outcomes.append((answer, engine.i, engine.nbits, engine.hold))
+                        assert outcomes[0] == outcomes[1], (lengths, pattern, held, cut)
+                        checked += 1
+    assert checked > 50_000

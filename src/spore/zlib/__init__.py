@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spore.zlib.arguments import bytes_view, c_unsigned_mask
+from spore.zlib.arguments import MISSING, bytes_view, c_unsigned_mask, checksum_call
 from spore.zlib.checksum import adler32 as _adler32
 from spore.zlib.checksum import crc32 as _crc32
 from spore.zlib.constants import (
@@ -43,13 +43,15 @@ from spore.zlib.deflate import compress, compressobj
 from spore.zlib.errors import error
 
 
-def crc32(data: Any, value: Any = 0, /) -> int:
+def crc32(data: Any = MISSING, value: Any = 0, /, **keywords: Any) -> int:
     """CRC-32 of ``data``, starting from ``value`` (a previous result), as an unsigned int."""
+    checksum_call("crc32", data, keywords)
     return _crc32(bytes_view(data), c_unsigned_mask(value))
 
 
-def adler32(data: Any, value: Any = 1, /) -> int:
+def adler32(data: Any = MISSING, value: Any = 1, /, **keywords: Any) -> int:
     """Adler-32 of ``data``, starting from ``value`` (a previous result), as an unsigned int."""
+    checksum_call("adler32", data, keywords)
     return _adler32(bytes_view(data), c_unsigned_mask(value))
 
 

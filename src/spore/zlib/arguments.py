@@ -43,3 +43,32 @@ def c_ssize_t(value: object) -> int:
 def c_unsigned_mask(value: object) -> int:
     """An ``unsigned int`` taken modulo 2**32, as the checksum functions take ``value``."""
     return operator.index(value) & 0xFFFFFFFF  # type: ignore[call-overload]
+
+
+MISSING: object = object()  # a positional-only argument the caller did not give
+
+
+def clinic_call(function: str, keywords: dict[str, object], *, given: int, required: int, at_most: int) -> None:
+    """Argument Clinic's complaints about a call, in its order and words (CPython's _PyArg_UnpackKeywords).
+
+    The zlib functions take their data positionally only; ``keywords`` are the
+    keyword arguments no parameter took (``data=...`` among them), ``given``
+    the positional arguments passed, ``at_most`` how many parameters there are.
+    """
+    if keywords and given + len(keywords) > at_most:
+        plural = "s" if at_most != 1 else ""
+        raise TypeError(f"{function}() takes at most {at_most} argument{plural} ({given + len(keywords)} given)")
+    if given < required:
+        quantity = "at least" if required < at_most else "exactly"
+        plural = "s" if required != 1 else ""
+        raise TypeError(f"{function}() takes {quantity} {required} positional argument{plural} ({given} given)")
+    if keywords:
+        raise TypeError(f"'{next(iter(keywords))}' is an invalid keyword argument for {function}()")
+
+
+def checksum_call(function: str, data: object, keywords: dict[str, object]) -> None:
+    """crc32 and adler32 take no keywords at all (METH_FASTCALL), and need their data."""
+    if keywords:
+        raise TypeError(f"zlib.{function}() takes no keyword arguments")
+    if data is MISSING:
+        raise TypeError(f"{function} expected at least 1 argument, got 0")

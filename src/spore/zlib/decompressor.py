@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
-from spore.zlib.arguments import bytes_view, c_int, c_ssize_t
+from spore.zlib.arguments import MISSING, bytes_view, c_int, c_ssize_t, clinic_call
 from spore.zlib.constants import DEF_BUF_SIZE, MAX_WBITS
 from spore.zlib.errors import error
 from spore.zlib.inflate import (
@@ -60,8 +60,9 @@ def _raise(status: int, engine: Inflater, action: str = "while decompressing dat
     raise error(f"Error -3 {action}: {engine.message}")
 
 
-def decompress(data: Any, /, wbits: Any = MAX_WBITS, bufsize: Any = DEF_BUF_SIZE) -> bytes:
+def decompress(data: Any = MISSING, /, wbits: Any = MAX_WBITS, bufsize: Any = DEF_BUF_SIZE, **keywords: Any) -> bytes:
     """Decompress a whole stream; trailing bytes after it are ignored, as in zlib."""
+    clinic_call("decompress", keywords, given=int(data is not MISSING), required=1, at_most=3)
     view = bytes_view(data)
     wbits = c_int(wbits)
     bufsize = c_ssize_t(bufsize)
@@ -121,8 +122,9 @@ class Decompress:
         elif rest or self._unconsumed_tail:
             self._unconsumed_tail = rest
 
-    def decompress(self, data: Any, /, max_length: Any = 0) -> bytes:
+    def decompress(self, data: Any = MISSING, /, max_length: Any = 0, **keywords: Any) -> bytes:
         """Decompress ``data``, returning at most ``max_length`` bytes (0: no limit)."""
+        clinic_call("decompress", keywords, given=int(data is not MISSING), required=1, at_most=2)
         view = bytes_view(data)
         max_length = c_ssize_t(max_length)
         if max_length < 0:
@@ -158,11 +160,12 @@ class Decompress:
                 continue
             return b"".join(pieces), status, bytes(view)
 
-    def flush(self, length: Any = DEF_BUF_SIZE, /) -> bytes:
+    def flush(self, length: Any = DEF_BUF_SIZE, /, **keywords: Any) -> bytes:
         """Decompress what is left in unconsumed_tail; data errors end it quietly.
 
         (As in CPython: flush() reports no stream errors, it returns what decoded.)
         """
+        clinic_call("flush", keywords, given=0, required=0, at_most=1)
         length = c_ssize_t(length)
         if length <= 0:
             raise ValueError("length must be greater than zero")
@@ -192,7 +195,7 @@ class Decompress:
         return self.copy()
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError(f"cannot pickle '{type(self).__qualname__}' object")
+        raise TypeError("cannot pickle 'zlib.Decompress' object")  # as CPython's
 
 
 def decompressobj(wbits: Any = MAX_WBITS, zdict: Any = _NO_ZDICT) -> Decompress:

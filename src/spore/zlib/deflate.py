@@ -16,13 +16,15 @@ out; lz77.py finds the matches, huffman_encode.py writes the blocks.
   (no input since a flush at least as strong) sends nothing, as in zlib.
 * Errors and their messages are CPython's, down to the stale "buffer error"
   message zlib leaves behind after a flush that had nothing to do.
+* Level 0 is stored.py's replay of zlib's deflate_stored, so its block sizes
+  and the bytes each call returns are C zlib's for every wbits and memLevel.
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from .arguments import bytes_view, c_int
+from .arguments import MISSING, bytes_view, c_int, clinic_call
 from .checksum import adler32, crc32
 from .constants import (
     DEF_MEM_LEVEL,
@@ -41,13 +43,13 @@ from .constants import (
 )
 from .errors import error
 from .huffman_encode import (
-    MAX_STORED,
     BitWriter,
     emit_block,
     emit_empty_fixed_block,
     emit_stored_block,
 )
 from .lz77 import Lz77
+from .stored import StoredDeflate
 
 __all__ = ["Compress", "compress", "compressobj"]
 
@@ -112,7 +114,6 @@ class Compress:
         self._strategy = strategy
         self._writer = BitWriter()
         self._lz = Lz77(level, strategy, self._window_bits, mem_level) if level else None
-        self._stored = bytearray()  # level 0: input waiting to go out as stored blocks
         self._check = 1 if self._wrapper == ZLIB else 0  # Adler-32 or CRC-32 of the input
         self._size = 0
         self._dict_id: int | None = None
@@ -121,6 +122,10 @@ class Compress:
                 self._dict_id = adler32(zdict)
             if self._lz is not None:
                 self._lz.prime(zdict)
+        self._stored: StoredDeflate | None = None  # level 0
+        if level == 0:
+            header = {ZLIB: self._zlib_header, GZIP: self._gzip_header, RAW: bytes}[self._wrapper]()
+            self._stored = StoredDeflate(self._window_bits, mem_level, header, bytes(zdict or b""))
         self._started = False
         self._finished = False
         self._last_flush = -2  # zlib 1.2.12+: no flush seen yet, ranks below all
@@ -128,23 +133,21 @@ class Compress:
 
     # --- the API -----------------------------------------------------------
 
-    def compress(self, data: object, /) -> bytes:
+    def compress(self, data: object = MISSING, /, **keywords: Any) -> bytes:
         """Compress ``data``; returns whatever output is complete so far."""
+        clinic_call("compress", keywords, given=int(data is not MISSING), required=1, at_most=1)
         data = bytes_view(data)
         if self._finished:
             raise error(f"Error -2 while compressing data: {self._message()}")
-        if not data and _rank(Z_NO_FLUSH) <= _rank(self._last_flush):
+        nothing_to_do = not data and _rank(Z_NO_FLUSH) <= _rank(self._last_flush)
+        if nothing_to_do:
             self._zmsg = "buffer error"
         self._last_flush = Z_NO_FLUSH
         self._start()
         self._checksum(data)
-        if self._lz is None:
-            self._stored += data
-            whole = len(self._stored) - len(self._stored) % MAX_STORED
-            for start in range(0, whole, MAX_STORED):
-                emit_stored_block(self._writer, bytes(self._stored[start : start + MAX_STORED]), final=False)
-            del self._stored[:whole]
-        else:
+        if self._stored is not None:
+            return b"" if nothing_to_do else self._stored.call(data, Z_NO_FLUSH)
+        if self._lz is not None:
             for start in range(0, len(data), FEED_SIZE):
                 self._lz.feed(data[start : start + FEED_SIZE])
                 while self._lz.find_matches(flushing=False):
@@ -152,8 +155,9 @@ class Compress:
                 self._lz.slide()
         return self._writer.take_output()
 
-    def flush(self, mode: int = Z_FINISH, /) -> bytes:
+    def flush(self, mode: int = Z_FINISH, /, **keywords: Any) -> bytes:
         """Compress all pending input and emit it as ``mode`` says (see the module docs)."""
+        clinic_call("flush", keywords, given=0, required=0, at_most=1)
         mode = c_int(mode)
         if mode == Z_NO_FLUSH:
             return b""
@@ -167,6 +171,9 @@ class Compress:
             return b""
         self._last_flush = mode
         self._start()
+        if self._stored is not None:
+            self._finished = mode == Z_FINISH
+            return self._stored.call(memoryview(b""), mode, self._trailer() if self._finished else b"")
         self._end_input(final=mode == Z_FINISH)
         if mode == Z_PARTIAL_FLUSH:
             emit_empty_fixed_block(self._writer)
@@ -188,7 +195,7 @@ class Compress:
         twin.__dict__.update(self.__dict__)
         twin._writer = self._writer.copy()
         twin._lz = self._lz.copy() if self._lz is not None else None
-        twin._stored = bytearray(self._stored)
+        twin._stored = self._stored.copy() if self._stored is not None else None
         return twin
 
     def __copy__(self) -> Compress:
@@ -219,11 +226,7 @@ class Compress:
 
     def _end_input(self, final: bool) -> None:
         """Match and emit everything buffered, the lookahead included."""
-        if self._lz is None:
-            if self._stored or final:
-                emit_stored_block(self._writer, bytes(self._stored), final)
-                self._stored.clear()
-            return
+        assert self._lz is not None
         while self._lz.find_matches(flushing=True):
             self._emit_block(final=False)
         self._lz.end_input()
@@ -231,8 +234,8 @@ class Compress:
             self._emit_block(final)
 
     def _start(self) -> None:
-        """The stream header goes out with the first output, as zlib writes it."""
-        if self._started:
+        """The stream header goes out with the first output, as zlib writes it (stored.py's, at level 0)."""
+        if self._started or self._stored is not None:
             return
         self._started = True
         if self._wrapper == ZLIB:
@@ -299,8 +302,11 @@ def compressobj(
     return Compress._create(level, wbits, memLevel, strategy, dictionary)
 
 
-def compress(data: object, /, level: int = Z_DEFAULT_COMPRESSION, wbits: int = MAX_WBITS) -> bytes:
+def compress(
+    data: object = MISSING, /, level: int = Z_DEFAULT_COMPRESSION, wbits: int = MAX_WBITS, **keywords: Any
+) -> bytes:
     """Compress ``data`` in one go, as ``zlib.compress``."""
+    clinic_call("compress", keywords, given=int(data is not MISSING), required=1, at_most=3)
     data = bytes_view(data)
     level, wbits = c_int(level), c_int(wbits)
     if not _valid_options(level, DEFLATED, wbits, DEF_MEM_LEVEL, Z_DEFAULT_STRATEGY):
@@ -308,6 +314,9 @@ def compress(data: object, /, level: int = Z_DEFAULT_COMPRESSION, wbits: int = M
     if level == Z_DEFAULT_COMPRESSION:
         level = 6
     compressor = Compress._create(level, wbits, DEF_MEM_LEVEL, Z_DEFAULT_STRATEGY, None)
+    if compressor._stored is not None:  # CPython hands zlib all the input with Z_FINISH at once
+        compressor._checksum(data)
+        return compressor._stored.call(data, Z_FINISH, compressor._trailer())
     return compressor.compress(data) + compressor.flush()
 
 

@@ -20,6 +20,16 @@ is:
   ``full`` covers every code (2**maxbits entries of ``symbol << 4 | length``),
   ``fast`` covers codes up to the fast width; longer or invalid codes make the
   fast path hand the symbol to the careful one.
+* Building tables must not cost more than the input that asks for them (issue
+  13: non-final dynamic blocks that each declare 15-bit codes and hold only
+  end-of-block cost 46 s of CPU per MB). So a dynamic block's code is built in
+  stages whose cost follows the input spent on it: the header gives the
+  canonical code (puff.c's count/symbol arrays, work proportional to the coded
+  symbols) and a fast table without literal runs (one slice assignment per
+  code of up to ``LIT_FAST_BITS`` bits); the careful path decodes canonically,
+  bit by bit, with no 2**maxbits table; literal runs and the full tables are
+  built only after the block has consumed ``UPGRADE_AFTER_INPUT`` bytes. Codes are kept in a small LRU
+  cache keyed by their code lengths, so repeated tables are not rebuilt.
 * State that must survive between calls (mode, held bits, pending output of a
   symbol decoded when the output was full, the last 32 KiB of history, the
   running check value) lives on ``Inflater``; everything else is rebuilt per call.
@@ -33,9 +43,13 @@ reported as soon as the bits that prove them have been read.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
+from functools import lru_cache
+from typing import NamedTuple
 
 from spore.zlib.checksum import adler32, crc32
 from spore.zlib.spec import (
@@ -53,6 +67,11 @@ LIT_FAST_BITS = 10  # width of the one-lookup literal/length table
 DIST_FAST_BITS = 9  # width of the one-lookup distance table
 FAST_MIN_INPUT = 24  # bytes of input the fast path needs in hand (3 words)
 FAST_OUTPUT_MARGIN = 258 + LIT_FAST_BITS  # the most one fast step can write
+# Literal runs and full tables (build_litlen_tables) cost about 1 ms per block:
+# build them once a block has spent this much input, so that they cost at most
+# about what decoding that input costs (0.4 us per byte on ordinary data).
+UPGRADE_AFTER_INPUT = 2048
+CODE_CACHE_SIZE = 64  # dynamic codes kept, keyed by their code lengths
 
 # Results of Inflater.run.
 NEED_INPUT = 0  # all input consumed, stream not finished
@@ -103,6 +122,14 @@ def _reverse_bits(code: int, length: int) -> int:
     return result
 
 
+_REVERSED_BYTE = bytes(_reverse_bits(value, 8) for value in range(256))
+
+
+def _reverse15(code: int, length: int) -> int:
+    """_reverse_bits for codes of up to 15 bits, without a loop."""
+    return (_REVERSED_BYTE[code & 255] << 8 | _REVERSED_BYTE[code >> 8]) >> (16 - length)
+
+
 def canonical_codes(lengths: list[int] | tuple[int, ...]) -> list[tuple[int, int, int]]:
     """(symbol, length, code) for each coded symbol, codes as RFC 1951 §3.2.2 assigns them."""
     count = [0] * 16
@@ -127,6 +154,11 @@ def lengths_acceptable(lengths: list[int] | tuple[int, ...], is_code_length_code
     count = [0] * 16
     for length in lengths:
         count[length] += 1
+    return counts_acceptable(count, is_code_length_code)
+
+
+def counts_acceptable(count: list[int], is_code_length_code: bool) -> bool:
+    """lengths_acceptable, given ``count[n]``, the number of codes of length n."""
     longest = max((n for n in range(1, 16) if count[n]), default=0)
     if longest == 0:
         return True
@@ -149,8 +181,17 @@ def build_full_table(lengths: list[int] | tuple[int, ...], invalid_symbol: int) 
     width = max(max(lengths, default=0), 1)
     table = [invalid_symbol << 4 | 1] * (1 << width)
     for symbol, length, code in canonical_codes(lengths):
-        table[_reverse_bits(code, length) :: 1 << length] = [symbol << 4 | length] * (1 << (width - length))
+        table[_reverse15(code, length) :: 1 << length] = [symbol << 4 | length] * (1 << (width - length))
     return table, width
+
+
+@lru_cache(maxsize=CODE_CACHE_SIZE)
+def code_length_table(code_lengths: bytes) -> tuple[list[int], int]:
+    """build_full_table for a code length code (§3.2.7), cached: there are few in practice.
+
+    An empty code length code decodes every pattern as a 1-bit "0" (inflate.c quirk).
+    """
+    return build_full_table(code_lengths, 0)
 
 
 # Fast literal/length entries are 5-tuples (kind, bits, value, extra_mask, total_bits):
@@ -162,6 +203,15 @@ def build_full_table(lengths: list[int] | tuple[int, ...], invalid_symbol: int) 
 _FAST_ESCAPE = (3, 0, 0, 0, 0)
 
 
+def _litlen_fast_entry(symbol: int, length: int) -> tuple:
+    if symbol < 256:
+        return (0, length, bytes((symbol,)), 0, 0)
+    if symbol == 256:
+        return (2, length, 0, 0, 0)
+    extra = LENGTH_EXTRA[symbol - 257]
+    return (1, length, LENGTH_BASE[symbol - 257], (1 << extra) - 1, length + extra)
+
+
 def build_litlen_tables(lengths: list[int] | tuple[int, ...]) -> tuple:
     """Full table, fast table (with literal runs) and their widths for a literal/length code."""
     full, full_bits = build_full_table(lengths, -1)
@@ -170,17 +220,16 @@ def build_litlen_tables(lengths: list[int] | tuple[int, ...]) -> tuple:
     for symbol, length, code in canonical_codes(lengths):
         if length > fast_bits or symbol > 285:
             continue
-        if symbol < 256:
-            entry: tuple = (0, length, bytes((symbol,)), 0, 0)
-        elif symbol == 256:
-            entry = (2, length, 0, 0, 0)
-        else:
-            extra = LENGTH_EXTRA[symbol - 257]
-            entry = (1, length, LENGTH_BASE[symbol - 257], (1 << extra) - 1, length + extra)
+        entry = _litlen_fast_entry(symbol, length)
         fast[_reverse_bits(code, length) :: 1 << length] = [entry] * (1 << (fast_bits - length))
-    # Literal runs: after a literal's bits, if the bits left in the index decide
-    # another literal, emit both with one lookup (and so on).
-    single = fast[:]
+    return full, full_bits, with_literal_runs(fast, fast_bits), fast_bits
+
+
+def with_literal_runs(single: list[tuple], fast_bits: int) -> list[tuple]:
+    """A copy of the fast table ``single`` whose literal entries hold runs of literals."""
+    # After a literal's bits, if the bits left in the index decide another
+    # literal, emit both with one lookup (and so on).
+    fast = single[:]
     for index, entry in enumerate(single):
         if entry[0] != 0 or entry[1] >= fast_bits:
             continue
@@ -194,7 +243,7 @@ def build_litlen_tables(lengths: list[int] | tuple[int, ...]) -> tuple:
             rest >>= follower[1]
         if len(run) > 1:
             fast[index] = (0, used, run, 0, 0)
-    return full, full_bits, fast, fast_bits
+    return fast
 
 
 def build_distance_tables(lengths: list[int] | tuple[int, ...]) -> tuple:
@@ -205,14 +254,108 @@ def build_distance_tables(lengths: list[int] | tuple[int, ...]) -> tuple:
     """
     full, full_bits = build_full_table(lengths, -1)
     fast_bits = min(DIST_FAST_BITS, full_bits)
-    fast: list[tuple] = [(0, _BIG_DISTANCE, 0, 0)] * (1 << fast_bits)
+    fast: list[tuple] = [_DIST_ESCAPE] * (1 << fast_bits)
     for symbol, length, code in canonical_codes(lengths):
         if length > fast_bits or symbol > 29:
             continue
-        extra = DIST_EXTRA[symbol]
-        entry = (length, DIST_BASE[symbol], (1 << extra) - 1, length + extra)
+        entry = _distance_fast_entry(symbol, length)
         fast[_reverse_bits(code, length) :: 1 << length] = [entry] * (1 << (fast_bits - length))
     return full, full_bits, fast, fast_bits
+
+
+_DIST_ESCAPE = (0, _BIG_DISTANCE, 0, 0)
+
+
+def _distance_fast_entry(symbol: int, length: int) -> tuple:
+    extra = DIST_EXTRA[symbol]
+    return (length, DIST_BASE[symbol], (1 << extra) - 1, length + extra)
+
+
+# --- dynamic codes, built in stages (issue 13) -----------------------------------
+
+
+class DynamicCode(NamedTuple):
+    """A dynamic block's literal/length or distance code, as this module decodes it.
+
+    ``count`` and ``symbols`` are puff.c's canonical description (the careful
+    path decodes with them bit by bit); ``fast`` is the one-lookup table for
+    the fast path, ``fast_bits`` wide. Building one costs a slice assignment per
+    code of up to ``fast_bits`` bits and a search per coded symbol -- never
+    2**width entries. ``upgraded`` adds what pays off only in a long block:
+    literal runs in ``fast`` and the ``full`` table for the careful path.
+    """
+
+    count: list[int]  # count[n]: how many symbols have an n-bit code
+    symbols: list[int]  # coded symbols, ordered by (code length, symbol)
+    width: int  # the longest code length (at least 1)
+    fast: list[tuple]
+    fast_bits: int
+    full: list[int] | None  # build_full_table's table, once the block has earned it
+
+
+def _canonical_symbols(lengths: bytes, count: list[int]) -> list[int]:
+    """The coded symbols by (length, symbol): one bytes.find per symbol, zeros skipped in C."""
+    symbols = []
+    for length in range(1, 16):
+        position = -1
+        for _ in range(count[length]):
+            position = lengths.find(length, position + 1)
+            symbols.append(position)
+    return symbols
+
+
+_CODE_CACHE: OrderedDict[bytes, DynamicCode] = OrderedDict()
+
+
+def dynamic_code(lengths: bytes, count: list[int]) -> DynamicCode:
+    """The code for ``lengths`` (acceptable, counted in ``count``), from the cache if there.
+
+    A literal/length code has at least 257 lengths and a distance code at most
+    30, so one cache keyed by the lengths serves both.
+    """
+    code = _CODE_CACHE.get(lengths)
+    if code is not None:
+        with contextlib.suppress(KeyError):  # another thread may have evicted it
+            _CODE_CACHE.move_to_end(lengths)
+        return code
+    literal_length = len(lengths) > 30
+    symbols = _canonical_symbols(lengths, count)
+    width = max((n for n in range(1, 16) if count[n]), default=1)
+    if literal_length:
+        fast_bits, escape, entry_of, last = min(LIT_FAST_BITS, width), _FAST_ESCAPE, _litlen_fast_entry, 285
+    else:
+        fast_bits, escape, entry_of, last = min(DIST_FAST_BITS, width), _DIST_ESCAPE, _distance_fast_entry, 29
+    fast = [escape] * (1 << fast_bits)
+    value = taken = 0
+    for length in range(1, fast_bits + 1):
+        for symbol in symbols[taken : taken + count[length]]:
+            if symbol <= last:
+                fast[_reverse15(value, length) :: 1 << length] = [entry_of(symbol, length)] * (
+                    1 << (fast_bits - length)
+                )
+            value += 1
+        taken += count[length]
+        value <<= 1
+    code = DynamicCode(count, symbols, width, fast, fast_bits, None)
+    _remember(lengths, code)
+    return code
+
+
+def upgraded(lengths: bytes, code: DynamicCode) -> DynamicCode:
+    """``code`` with its full table and, for a literal/length code, literal runs (cached in its place)."""
+    if code.full is not None:
+        return code
+    fast = with_literal_runs(code.fast, code.fast_bits) if len(lengths) > 30 else code.fast
+    better = code._replace(fast=fast, full=build_full_table(lengths, -1)[0])
+    _remember(lengths, better)
+    return better
+
+
+def _remember(lengths: bytes, code: DynamicCode) -> None:
+    _CODE_CACHE[lengths] = code
+    while len(_CODE_CACHE) > CODE_CACHE_SIZE:
+        with contextlib.suppress(KeyError):
+            _CODE_CACHE.popitem(last=False)
 
 
 _FIXED_TABLES: tuple | None = None
@@ -327,6 +470,12 @@ class Inflater:
         self.history_total = 0  # bytes of history ever: dictionary + output
         self.last = False  # the current block is the final one
         self.tables: tuple = ()
+        # A dynamic block's codes (None in a fixed block, whose tables are full)
+        # and the input its codes have consumed so far (see UPGRADE_AFTER_INPUT).
+        self.litlen_code: DynamicCode | None = None
+        self.distance_code: DynamicCode | None = None
+        self.litlen_lengths = self.distance_lengths = b""
+        self.block_input = 0
         self.stored_left = 0
         self.pending_literal = -1  # a literal decoded when the output was full
         self.pending_length = 0  # rest of a match still to copy
@@ -610,6 +759,7 @@ class Inflater:
                 self._stored_header()
             elif block_type == 1:
                 self.tables = _fixed_tables()
+                self.litlen_code = self.distance_code = None
                 self.mode = CODES
             elif block_type == 2:
                 self._dynamic_header()
@@ -664,8 +814,7 @@ class Inflater:
             code_lengths[CODE_LENGTH_ORDER[index]] = self._bits(3)
         if not lengths_acceptable(code_lengths, True):
             raise _DataError("invalid code lengths set")
-        # An empty code length code decodes every pattern as a 1-bit "0" (inflate.c quirk).
-        table, width = build_full_table(code_lengths, 0)
+        table, width = code_length_table(bytes(code_lengths))
         lengths: list[int] = []
         total = nlen + ndist
         while len(lengths) < total:
@@ -686,11 +835,21 @@ class Inflater:
             lengths.extend([value] * repeat)
         if lengths[256] == 0:
             raise _DataError("invalid code -- missing end-of-block")
-        if not lengths_acceptable(lengths[:nlen], False):
+        litlen, distance = bytes(lengths[:nlen]), bytes(lengths[nlen:])
+        litlen_count = [litlen.count(n) for n in range(16)]
+        if not counts_acceptable(litlen_count, False):
             raise _DataError("invalid literal/lengths set")
-        if not lengths_acceptable(lengths[nlen:], False):
+        distance_count = [distance.count(n) for n in range(16)]
+        if not counts_acceptable(distance_count, False):
             raise _DataError("invalid distances set")
-        self.tables = build_litlen_tables(lengths[:nlen]) + build_distance_tables(lengths[nlen:])
+        self._use_codes(dynamic_code(litlen, litlen_count), dynamic_code(distance, distance_count))
+        self.litlen_lengths, self.distance_lengths = litlen, distance
+        self.block_input = 0
+
+    def _use_codes(self, litlen_code: DynamicCode, distance_code: DynamicCode) -> None:
+        self.litlen_code, self.distance_code = litlen_code, distance_code
+        lit, dist = litlen_code, distance_code
+        self.tables = (lit.full, lit.width, lit.fast, lit.fast_bits, dist.full, dist.width, dist.fast, dist.fast_bits)
 
     def _check_trailer(self, out: bytearray) -> None:
         self._need(32)
@@ -732,6 +891,13 @@ class Inflater:
         """Decode the current block's codes; True if stopped by a full output."""
         if (self.pending_literal >= 0 or self.pending_length) and self._flush_pending(out, out_end):
             return True
+        start = self.i
+        try:
+            return self._codes_loop(out, out_end, start)
+        finally:
+            self.block_input += self.i - start
+
+    def _codes_loop(self, out: bytearray, out_end: int, start: int) -> bool:
         words = None
         while True:
             if len(self.buf) - self.i >= FAST_MIN_INPUT:
@@ -740,7 +906,17 @@ class Inflater:
                 if len(out) < fast_out_end:
                     if words is None:
                         words = _words(self.buf)
-                    if self._fast(words, out, fast_out_end):
+                    limited = words
+                    code = self.litlen_code
+                    if code is not None and code.full is None:
+                        # Stop the fast path when the block has spent UPGRADE_AFTER_INPUT bytes.
+                        left = UPGRADE_AFTER_INPUT - self.block_input - (self.i - start)
+                        if left <= 0:
+                            self._use_codes(upgraded(self.litlen_lengths, code),
+                                            upgraded(self.distance_lengths, self.distance_code))  # fmt: skip
+                        else:
+                            limited = words[: ((self.i + left) >> 3) + 2]
+                    if self._fast(limited, out, fast_out_end):
                         self.mode = TYPE
                         return False
             snapshot = self._snapshot()
@@ -783,6 +959,33 @@ class Inflater:
                 return entry >> 4, entry & 15
             self._need(self.nbits + 1)
 
+    def _decode_canonical(self, code: DynamicCode) -> tuple[int, int]:
+        """_decode for a dynamic code, bit by bit as puff.c's decode (spec.decode).
+
+        Pulls a byte exactly when _decode would: when the held bits do not yet
+        complete a code. Gives (-1, 1) for a pattern no code starts, as
+        _decode's table does; for an acceptable code that happens only at the
+        longest length (an incomplete code is a single 1-bit one, or empty).
+        """
+        count, symbols, width = code.count, code.symbols, code.width
+        hold, nbits = self.hold, self.nbits
+        value = first = index = 0
+        length = 1
+        while True:
+            if length > nbits:
+                self._need(nbits + 1)
+                hold, nbits = self.hold, self.nbits
+            value |= (hold >> (length - 1)) & 1
+            here = count[length]
+            if value - first < here:
+                return symbols[index + value - first], length
+            if length >= width:
+                return -1, 1
+            index += here
+            first = (first + here) << 1
+            value <<= 1
+            length += 1
+
     def _slow_symbol(self, out: bytearray, out_end: int) -> bool | None:
         """Decode one literal, end-of-block or length/distance pair, inflate.c's slow way.
 
@@ -791,7 +994,10 @@ class Inflater:
         symbol partly taken; the caller restores the position.
         """
         lit_full, lit_width, _, _, dist_full, dist_width, _, _ = self.tables
-        symbol, bits = self._decode(lit_full, lit_width)
+        if lit_full is None:
+            symbol, bits = self._decode_canonical(self.litlen_code)
+        else:
+            symbol, bits = self._decode(lit_full, lit_width)
         self._take(bits)
         if 0 <= symbol < 256:
             if len(out) >= out_end:
@@ -806,7 +1012,10 @@ class Inflater:
             raise _DataError("invalid literal/length code")
         extra = LENGTH_EXTRA[symbol - 257]
         length = LENGTH_BASE[symbol - 257] + self._bits(extra)
-        symbol, bits = self._decode(dist_full, dist_width)
+        if dist_full is None:
+            symbol, bits = self._decode_canonical(self.distance_code)
+        else:
+            symbol, bits = self._decode(dist_full, dist_width)
         self._take(bits)
         if symbol < 0 or symbol > 29:
             raise _DataError("invalid distance code")
