@@ -13,22 +13,22 @@ The search follows zlib's deflate.c, so that compression ratios track it:
   and a search that reaches further back (as exact 3-byte chains do) finds
   longer but more distant matches that cost more bits (2.4% more on
   kennedy.xls).
-* Levels 1..3 take the longest match greedily (zlib's deflate_fast); levels
-  4..9 defer each match by one byte and keep whichever is longer ("lazy
-  matching", deflate_slow). The per-level limits (good/lazy/nice/chain) are
-  zlib's configuration table.
+* Levels 1..3 take the longest match greedily (zlib's deflate_fast), and like
+  zlib leave the inside of a match longer than max_lazy out of the chains;
+  levels 4..9 defer each match by one byte and keep whichever is longer
+  ("lazy matching", deflate_slow). The per-level limits (good/lazy/nice/chain)
+  are zlib's configuration table.
 * Z_FILTERED drops matches of up to 5 bytes, Z_RLE only looks at distance 1,
   Z_HUFFMAN_ONLY emits literals only.
 * A block ends after ``2^(memLevel + 6) - 1`` symbols, as zlib's literal buffer
   fills.
 
-At levels 4..9 the token stream is zlib's own, block for block
+At every level the token stream is zlib's own, block for block
 (tests/zlib/test_deflate_tokens.py), so the compressed size is within bytes
-of C zlib's. Two known
-departures: levels 1..3 link every position into the chains, where zlib skips
-the inside of matches longer than max_lazy (our matches are a little better);
-and zlib loses a position from its chains when its window slides over it, an
-effect only reachable at exactly the maximum distance.
+of C zlib's and compress() returns output at the same calls
+(tests/zlib/test_deflate_call_timing.py). One known departure: zlib loses a
+position from its chains when its window slides over it, an effect only
+reachable at exactly the maximum distance.
 
 Speed in pure Python: every position of a chunk is hashed in one tight loop
 up front, so the match loop skips the positions a match covers instead of
@@ -40,7 +40,7 @@ test; and a match is measured with one big-int XOR instead of a byte loop.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from .constants import Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE
@@ -278,9 +278,19 @@ class Lz77:
     def find_matches(self, flushing: bool) -> bool:
         """Tokenize pending input; True when the block is full and must be emitted first.
 
-        Without ``flushing``, MIN_LOOKAHEAD bytes are left for the next call.
+        Without ``flushing``, input is left for the next call as zlib leaves it,
+        which decides when blocks fill and so when compress() returns output:
+        deflate_fast and deflate_slow go on while MIN_LOOKAHEAD bytes are
+        ahead, deflate_rle while more than MAX_MATCH are, deflate_huff to
+        the end.
         """
-        stop = len(self.data) if flushing else len(self.data) - MIN_LOOKAHEAD
+        end = len(self.data)
+        if flushing or self.strategy == Z_HUFFMAN_ONLY:
+            stop = end
+        elif self.strategy == Z_RLE:
+            stop = end - MAX_MATCH
+        else:
+            stop = end - MIN_LOOKAHEAD + 1
         if self.pos >= stop:
             return False
         if self.strategy == Z_HUFFMAN_ONLY:
@@ -327,6 +337,7 @@ class Lz77:
         data, tokens, chain_candidates = self.data, self.tokens, self.chain_candidates
         base = self.base
         nice, max_chain = self.config.nice_length, self.config.max_chain
+        max_insert = self.config.max_lazy  # deflate_fast's max_insert_length
         end = len(data)
         pos = self.pos
         room = self.block_symbols - len(tokens)
@@ -337,6 +348,12 @@ class Lz77:
                 length, start = longest_match(data, base, pos, candidates, MIN_MATCH - 1, 0, max_len, nice)
                 if length >= MIN_MATCH:
                     tokens.append(match_token(length, pos - start))
+                    if end - pos - length < MIN_MATCH:
+                        # Flushing, the input ends within 2 bytes: zlib links none of
+                        # the match but its last two positions (deflate's s->insert).
+                        self._unlink(pos + 1, pos + length - 2)
+                    elif length > max_insert:
+                        self._unlink(pos + 1, pos + length)
                     pos += length
                     room -= 1
                     continue
@@ -345,6 +362,21 @@ class Lz77:
             room -= 1
         self.pos = pos
         return not room
+
+    def _unlink(self, first: int, stop: int) -> None:
+        """Take positions first..stop-1 out of their hash chains (zlib never inserted them).
+
+        All of a chain's entries in that range are consecutive in it, so each
+        chain loses one slice.
+        """
+        stop = min(stop, len(self.keys))
+        if stop <= first:
+            return
+        low, chains = first + self.base, self.chains
+        for key, count in Counter(self.keys[first:stop]).items():
+            chain = chains[key]
+            start = bisect_left(chain, low)
+            del chain[start : start + count]
 
     def _lazy(self, stop: int) -> bool:
         """Levels 4..9 (zlib's deflate_slow): emit a match only if the next byte has none longer.
