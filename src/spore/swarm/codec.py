@@ -23,13 +23,46 @@ split by sign and by magnitude at the median magnitude m: the levels are
 level is the mean of one half of the values, each value is rounded to the
 nearest level of its sign, and the rounding error stays in e for the next
 window.
+
+Exact outer step (spec section 1, "Aggregate" and "Apply"). Compression runs
+on one peer and may round however that peer's CPU likes; everything after
+the bytes are published must give the same bits on every machine, or honest
+peers fall out of sync (issue 9: the fused multiply-add in
+`sub_(a, alpha=lr)` changed theta between ATEN_CPU_CAPABILITY=default and
+avx2 whenever alpha != 1, and the float64 `.sum()` behind the clip norms
+reduced in an order that follows the vector width). So decode -> aggregate -> apply
+is defined as the following sequence of IEEE-754 binary32 operations, each
+rounded once to nearest-even, with no fused multiply-add, no reassociation,
+no reciprocal in place of a division and no flush-to-zero. Decoded values
+are exact (a copy of a LUT level or of a dense value, 0 where nothing was
+sent). For the updates u_1..u_R in canonical order (ascending peer id):
+
+    n_r    = sqrt(float64(sum of squares of u_r's values, computed exactly))
+             -- the values of a sparse tensor are its 4 levels, so the exact
+             sum is sum_l count_l * level_l**2 in rational arithmetic; it is
+             rounded to float64 once, then sqrt is the IEEE float64 sqrt
+    med    = median(n_1..n_R) in float64 (mean of the middle two when R is even)
+    clip_r = 1 if n_r <= med or n_r == 0 else med / n_r       (float64)
+    c_r    = float32(clip_r * w_r)      (w_r the incentive weight, 1 if none;
+                                         the product in float64, rounded once)
+    per coordinate, per tensor:
+    S      = 0;  for r = 1..R in order:  S = S + (c_r * x_r)   (two roundings)
+    A      = S / R                          mean="all"
+    A      = S / max(1, #{r : x_r != 0})    mean="chosen"
+    theta  = theta - (float32(alpha) * A)   (multiply, then subtract)
+
+Elementwise binary32 operations are correctly rounded on every IEEE machine
+whatever its vector width, so this order fixes every bit; no step reduces
+floats in a machine-chosen order.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import struct
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -240,9 +273,32 @@ def error_feedback_step(
 # Aggregation
 
 
+def squared_norm(update: Update) -> Fraction:
+    """The exact sum of squares of an update's values, as a rational number.
+
+    A sparse tensor's values are copies of its 4 levels, so the sum is
+    sum_l count_l * level_l**2; counts are integers and each float32 level is
+    an exact rational, so no rounding and no summation order enters.
+    """
+    total = Fraction(0)
+    for u in update:
+        if u.plan.mode == DENSE:
+            assert u.values is not None
+            total += sum((Fraction(v) ** 2 for v in u.values.reshape(-1).tolist()), Fraction(0))
+            continue
+        assert u.lut is not None and u.codes is not None and u.tail_codes is not None
+        codes = torch.cat([u.codes.reshape(-1), u.tail_codes.reshape(-1)]).long()
+        counts = torch.bincount(codes, minlength=4).tolist()
+        total += sum((c * Fraction(level) ** 2 for c, level in zip(counts, u.lut.tolist(), strict=True)), Fraction(0))
+    return total
+
+
 def update_norm(update: Update) -> float:
-    """L2 norm of a whole update, computed in float64 so every reader agrees."""
-    return math.sqrt(sum(float(sent_values(u).to(torch.float64).pow(2).sum()) for u in update))
+    """L2 norm of a whole update: the exact squared norm rounded once to float64, then sqrt.
+
+    Every reader gets the same bits (see "Exact outer step" above).
+    """
+    return math.sqrt(float(squared_norm(update)))
 
 
 def clip_factors(updates: list[Update]) -> list[float]:
@@ -275,19 +331,35 @@ def aggregate(
     factors = clip_factors(updates)
     if weights is not None:
         factors = [f * w for f, w in zip(factors, weights, strict=True)]
+    coeffs = [to_float32(f) for f in factors]  # c_r: one rounding of the float64 product
     out: list[torch.Tensor] = []
     for j in range(len(updates[0])):
         plan = updates[0][j].plan
         total = torch.zeros(plan.shape, dtype=torch.float32)
         count = torch.zeros(plan.shape, dtype=torch.float32)
-        for f, upd in zip(factors, updates, strict=True):
+        for c, upd in zip(coeffs, updates, strict=True):  # fixed order: the callers' canonical one
             dense = decompress(upd[j], p)
-            total += dense * f
+            total = torch.add(total, torch.mul(dense, c))  # multiply, round; add, round
             if mean == "chosen":
-                count += (dense != 0).to(torch.float32)
-        if mean == "all":
-            total /= len(updates)
-        else:
-            total /= count.clamp(min=1.0)
-        out.append(total)
+                count = torch.add(count, (dense != 0).to(torch.float32))  # small integers: exact
+        # Divide by a tensor, never by a scalar: CUDA turns a scalar division
+        # into a multiplication by the reciprocal, which rounds differently.
+        divisor = torch.full_like(total, float(len(updates))) if mean == "all" else count.clamp(min=1.0)
+        out.append(torch.div(total, divisor))
     return out
+
+
+def to_float32(x: float) -> float:
+    """x rounded once to the nearest binary32 value (returned as a Python float, exactly)."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def outer_step(theta: torch.Tensor, delta: torch.Tensor, alpha: float) -> None:
+    """theta <- theta - float32(alpha) * delta, in place: multiply, round, subtract, round.
+
+    Never `theta.sub_(delta, alpha=alpha)`: a vectorized CPU kernel fuses that
+    into one multiply-add (one rounding), the scalar kernel does not (two),
+    so theta would depend on the CPU's vector unit (issue 9).
+    """
+    step = torch.mul(delta.to(torch.float32), to_float32(alpha))
+    theta.sub_(step)  # alpha=1: a fused form would round the same way

@@ -243,7 +243,7 @@ class Replica:
             )
             with torch.no_grad():
                 for p, a in zip(self.model.parameters(), agg, strict=True):
-                    p.sub_(a, alpha=self.manifest.train.outer_lr)
+                    codec.outer_step(p, a, self.manifest.train.outer_lr)  # never sub_(alpha=): see codec
         self.window += 1
 
     def catch_up(self, to_window: int, wait_seconds: float = 0.0) -> None:
