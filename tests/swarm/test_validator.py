@@ -184,3 +184,93 @@ def test_aggregate_is_what_every_peer_computes(net):
     late = make_peer(net, b"z")
     late.replica.catch_up(3)
     assert late.replica.digest() == v.replica.digest()
+
+
+# -- issue 9: lists, slow peers, audit --------------------------------------------------
+
+
+def ledger_bodies(v: Validator) -> tuple[dict, list[dict]]:
+    records = list(v.ledger.records())
+    # The `net` fixture moves t0 into the past after the genesis record; audit with the run's manifest.
+    genesis = {**records[0].body, "manifest": v.manifest.to_json()}
+    return genesis, [r.body for r in records if r.kind == "window"]
+
+
+def test_a_replayed_or_deleted_gather_list_is_put_back_and_peers_wait_for_it(net):
+    store, v, _, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
+    honest_windows(net, peers, v, 2)  # G(0), G(1) (warm-up, after measuring) and G(2) are published
+    g1 = store.get(gather_key(1), 1 << 20)
+    store.put(gather_key(2), g1)  # a genuinely signed list, under the next window's name
+    late = make_peer(net, b"z")
+    with pytest.raises(TimeoutError, match="not the validator's list for window 2"):
+        late.replica.catch_up(3, wait_seconds=0.5)  # a reader never takes it for G(2)
+    store.delete(gather_key(0))
+    honest_windows(net, peers, v, 1)  # the validator notices and publishes its own lists again
+    body = store.get(gather_key(2), 1 << 20)
+    assert b'"window":2' in body
+    fresh = make_peer(net, b"y")
+    fresh.replica.catch_up(3)
+    assert fresh.replica.digest() == v.replica.digest()
+
+
+def test_a_slow_peer_sends_the_steps_it_managed_and_is_measured_on_exactly_those(net):
+    _, v, _, _ = net
+    slow, fast = make_peer(net, b"s"), make_peer(net, b"f")
+    data, _ = slow.produce(0, steps=3)
+    header = wire.read_header(data)
+    assert header.steps == 3
+    upload(net, slow, 0, data)
+    upload(net, fast, 0)
+    rec = v.step()
+    assert {s["peer"] for s in rec["submissions"]} == {slow.identity.hex, fast.identity.hex}
+    assert rec["scores"][slow.identity.hex]["gradient_score"] > 0
+    # More steps than the run has is refused with a reason.
+    sync_to(slow, v)
+    bad = slow.make_update(1, [torch.zeros(pl.shape) for pl in slow.replica.plans], steps=99)
+    upload(net, slow, 1, bad)
+    assert any(r["reason"] == "bad-steps" for r in v.step()["rejected"])
+
+
+@pytest.mark.parametrize("mode", ["favour", "drop"])
+def test_the_audit_recomputes_an_honest_validator_and_names_a_dishonest_one(net, mode):
+    from spore.swarm.audit import audit
+
+    store, v, corpus, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(3)]
+    honest_windows(net, peers, v, 3)
+    genesis, windows = ledger_bodies(v)
+    assert audit(store, genesis, windows, corpus).ok
+    v.dishonest = (mode, peers[0].identity.hex)
+    honest_windows(net, peers, v, 1)
+    genesis, windows = ledger_bodies(v)
+    result = audit(store, genesis, windows, corpus)
+    assert not result.ok and result.window == 3
+    assert result.field == ("submissions" if mode == "drop" else f"scores.{peers[0].identity.hex[:16]}.random_after")
+    # Rewriting a decision in a record is caught too, at that record.
+    genesis, windows = ledger_bodies(v)
+    windows = windows[:3]
+    windows[2] = {**windows[2], "gather_next": []}
+    assert audit(store, genesis, windows, corpus).field == "gather_next"
+
+
+def test_under_a_flood_established_peers_are_measured_first(net):
+    from spore.swarm.scoring import PeerState
+    from spore.swarm.validator import measurement_order
+
+    _, v, _, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
+    honest_windows(net, peers, v, 1)
+    flood = [make_peer(net, bytes([100 + i]), "noise") for i in range(6)]
+    for p in flood:
+        upload(net, p, 1)
+    for p in peers:
+        sync_to(p, v)
+        upload(net, p, 1)
+    g = v.replica.gather(1)
+    states = {peers[0].identity.hex: PeerState(mu=30, sigma=1, ema=0.5, sync=1.0)}
+    order = measurement_order(g.accepted, states, {s.peer.hex(): 0.0 for s in g.accepted}, {}, v.link(1))
+    assert order[0].peer == peers[0].identity.id  # established: first, whatever the flood
+    screen = {s.peer.hex(): (0.1 if s.peer == peers[1].identity.id else 0.0) for s in g.accepted}
+    order = measurement_order(g.accepted, {}, screen, {}, v.link(1))
+    assert order[0].peer == peers[1].identity.id  # a newcomer that really descends comes before noise

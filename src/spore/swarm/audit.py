@@ -8,7 +8,9 @@ Starting from the genesis record and checkpoint 0 it replays the run:
     randomness   the revealed link follows the manifest's commitment (randomness.py)
     gather       listing and decoding the store again gives the same accepted
                  updates (by digest) and the same rejections (by key and reason)
-    sample       the measured peers are the ones the committed randomness picks
+    screen       each update's first-order gain on the window's random rows
+                 matches (within `SCREEN_TOLERANCE`), and the measured peers
+                 are the first ones of `measurement_order` under it
     measure      per-row losses recomputed on the replayed theta match the
                  recorded ones (within `LOSS_TOLERANCE`: float kernels differ
                  in the last bits between CPUs), copies and restatements too
@@ -26,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from spore.data import Corpus
 from spore.swarm import randomness, scoring
 from spore.swarm.protocol import RunManifest
 from spore.swarm.replica import Gathered, Replica, Submission
@@ -33,6 +36,7 @@ from spore.swarm.store import Store
 
 LOSS_TOLERANCE = 1e-4  # relative, on mean losses
 FIT_TOLERANCE = 1e-2  # absolute, on fit_z
+SCREEN_TOLERANCE = 1e-3  # relative, on screening scores
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,9 @@ class AuditResult:
 
     def describe(self) -> str:
         if self.ok:
-            return f"audit OK: {self.windows} windows recomputed from the store and the ledger; every decision matches"
+            tail = f" ({self.problem})" if self.problem else ""
+            return (f"audit OK: {self.windows} windows recomputed from the store and the ledger; "
+                    f"every decision matches{tail}")
         where = "genesis" if self.window is None else f"window {self.window}"
         return f"audit FAILED at the record of {where}, field {self.field!r}: {self.problem}"
 
@@ -57,12 +63,14 @@ class Mismatch(Exception):
         self.problem = problem
 
 
-def audit(store: Store, genesis: dict[str, Any], records: Iterable[dict[str, Any]]) -> AuditResult:
+def audit(
+    store: Store, genesis: dict[str, Any], records: Iterable[dict[str, Any]], corpus: Corpus | None = None
+) -> AuditResult:
     """Replay the run from `genesis` (the ledger's first body) and the window `records` in order."""
     try:
         manifest = RunManifest.from_json(genesis["manifest"])
         params = scoring.ScoringParams(**genesis.get("scoring", {"gather_size": manifest.gather_size}))
-        rep = Replica(store, manifest)
+        rep = Replica(store, manifest, corpus)
         rep.load_checkpoint(0)
         if rep.digest().hex() != genesis["checkpoint"]["theta"]:
             return AuditResult(False, 0, None, "checkpoint", "checkpoint 0 does not hold the genesis theta")
@@ -111,14 +119,23 @@ class _State:
         seen = [(x.key, x.reason) for x in g.rejected if x.reason != "late" or _stored_before(rep, x.key, m, w)]
         _same("rejected", sorted((x["key"], x["reason"]) for x in r["rejected"]), sorted(seen))
 
-        # sample: which updates were measured
-        fits = len(r["sampled"])
-        sampled = V.sample_submissions(g.accepted, fits, self.states, link)
+        # screen and sample: which updates were measured, in the committed order
+        rand = V.measurement_rows(rep.corpus, m, link)
+        screen = V.screen_scores(rep, g.accepted, rand) if g.accepted else {}
+        recorded_screen = {p: _nan(x) for p, x in r.get("screen", {}).items()}
+        _same("screen (who was screened)", sorted(recorded_screen), sorted(screen))
+        for p, x in sorted(screen.items()):
+            y = recorded_screen[p]
+            if not (math.isnan(x) and math.isnan(y)) and not math.isclose(x, y, rel_tol=SCREEN_TOLERANCE, abs_tol=1e-9):
+                raise Mismatch(f"screen.{p[:16]}", f"recorded {y!r}, recomputed {x!r}")
+        copies = V.find_copies(g, rep, self.params)
+        order = V.measurement_order(g.accepted, self.states, recorded_screen, copies, link)
+        sampled = order[: len(r["sampled"])]
         _same("sampled", r["sampled"], sorted(s.peer.hex() for s in sampled))
 
         # measure: recompute, compare within tolerance, then continue from the recorded numbers
         recorded = {p: _measurement(x) for p, x in r["scores"].items()}
-        recomputed = self.measure(w, g, sampled, link)
+        recomputed = self.measure(w, g, sampled, link, copies)
         _same("scores (who was scored)", sorted(recorded), sorted(recomputed))
         for p in sorted(recomputed):
             _close(f"scores.{p[:16]}", recorded[p], recomputed[p])
@@ -130,12 +147,12 @@ class _State:
             unmeasured_peers = {s.peer.hex() for s in g.accepted} - set(recorded)
             judged = {p: recorded.get(p) for p in sorted(self.known - unmeasured_peers)}
             scoring.update_window(self.states, judged, self.params)
-        allowed = None if w < m.warmup_windows else self.next_gather
+        allowed = scoring.warmup_gather_list(recorded, self.params) if w < m.warmup_windows else self.next_gather
         _same("gather", r.get("gather"), allowed)
         used = Gathered(w, [s for s in g.accepted if allowed is None or s.peer.hex() in allowed], [])
         _same("aggregated", r["aggregated"], [s.peer.hex() for s in used.accepted])
         for s in used.accepted:
-            self.states[s.peer.hex()].windows_in_gather += 1
+            self.states.setdefault(s.peer.hex(), scoring.PeerState(z=self.params.ordinal_z)).windows_in_gather += 1
         nxt = None
         if m.warmup_windows <= w + 1 < m.windows:
             nxt = scoring.gather_list(self.states, self.params.gather_size)
@@ -159,7 +176,9 @@ class _State:
         self.theta_history[theta] = rep.window
         self.prev_link = link
 
-    def measure(self, w: int, g: Gathered, sampled: list[Submission], link: bytes) -> dict[str, scoring.Measurement]:
+    def measure(
+        self, w: int, g: Gathered, sampled: list[Submission], link: bytes, copies: dict[str, str]
+    ) -> dict[str, scoring.Measurement]:
         import torch
 
         from spore import model as M
@@ -183,7 +202,6 @@ class _State:
                     p.copy_(p0)
                 out[s.peer.hex()] = V.make_measurement(own_before, own_after, random_before, random_after,
                                                        self.behind(w, s))
-        copies = V.find_copies(g, rep, self.params)
         for s in g.accepted:
             if s.peer.hex() in copies:
                 out.setdefault(s.peer.hex(), V.unmeasured(self.behind(w, s)))

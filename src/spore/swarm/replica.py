@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
 from spore import model as M
 from spore.data import Corpus, load_corpus
 from spore.swarm import codec, wire
-from spore.swarm.identity import Identity
+from spore.swarm.identity import Identity, parse_id
 from spore.swarm.protocol import (
     MAX_JSON_BYTES,
     RUN_KEY,
@@ -196,6 +198,9 @@ class Replica:
             except wire.WireError as e:
                 reject(e.reason, e.detail)
                 continue
+            if header.steps > m.train.inner_steps:
+                reject("bad-steps", f"declares {header.steps} inner steps, the run has {m.train.inner_steps}")
+                continue
             out.accepted.append(
                 Submission(peer, info.key, len(data), info.modified, hashlib.sha256(data).hexdigest(), header, update)
             )
@@ -205,31 +210,46 @@ class Replica:
         return out
 
     def gather_list(self, window: int, wait_seconds: float = 0.0) -> set[bytes] | None:
-        """Whose updates count in `window`: None (every valid one) during the warm-up,
-        afterwards the validator's signed gather list for that window.
+        """Whose updates count in `window`: the validator's signed gather list for it
+        (in the warm-up windows it is published after the validator measured them).
 
-        Waits up to `wait_seconds` for the list; raises TimeoutError after that,
-        because guessing would split the network (everyone must use the same list).
+        Waits up to `wait_seconds` for a valid list: an object at the list's key
+        that is not the validator's list for this window (a list replayed from
+        another window, a forgery, a torn or oversized object) counts as not
+        published yet, since the validator publishes it again when it notices.
+        Raises TimeoutError after that, because guessing would split the
+        network (everyone must use the same list).
         """
-        if window < self.manifest.warmup_windows:
-            return None
         key = gather_key(window)
         deadline = time.monotonic() + wait_seconds
+        problem = "not published"
         while True:
             try:
                 body, _ = open_json(self.store.get(key, MAX_JSON_BYTES), signer=self.validator)
-                break
+                peers = body.get("peers")
+                if body.get("window") == window and isinstance(peers, list) and all(
+                    isinstance(p, str) for p in peers
+                ):
+                    return {parse_id(p) for p in peers}
+                problem = f"the object at {key} is not the validator's list for window {window}"
             except NotFound:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"the validator published no gather list for window {window}") from None
-                time.sleep(0.2)
-        if body.get("window") != window or not isinstance(body.get("peers"), list):
-            raise ProtocolError(f"gather list {key} is for another window or malformed")
-        return {bytes.fromhex(p) for p in body["peers"]}
+                problem = "not published"
+            except (StoreError, ProtocolError, ValueError) as e:
+                problem = f"unusable ({e})"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no valid gather list for window {window}: {problem}")
+            time.sleep(0.2)
 
-    def advance(self, window: int, wait_seconds: float = 0.0) -> Gathered:
-        """Gather window `window` under its gather list and apply it: theta(w) -> theta(w+1)."""
-        g = self.gather(window, self.gather_list(window, wait_seconds))
+    def advance(
+        self, window: int, wait_seconds: float = 0.0, allowed: set[bytes] | Literal["store"] | None = "store"
+    ) -> Gathered:
+        """Gather window `window` under its gather list and apply it: theta(w) -> theta(w+1).
+
+        `allowed` is the list to use when the caller already knows it (a
+        validator replaying its own ledger); by default it is read from the store.
+        """
+        peers = self.gather_list(window, wait_seconds) if allowed == "store" else allowed
+        g = self.gather(window, peers)  # type: ignore[arg-type]
         self.apply(g)
         return g
 
@@ -246,12 +266,19 @@ class Replica:
                     codec.outer_step(p, a, self.manifest.train.outer_lr)  # never sub_(alpha=): see codec
         self.window += 1
 
-    def catch_up(self, to_window: int, wait_seconds: float = 0.0) -> None:
-        """Advance theta to the start of `to_window`: from the best checkpoint, then replay."""
+    def catch_up(
+        self, to_window: int, wait_seconds: float = 0.0,
+        allowed: Callable[[int], set[bytes] | None] | None = None,
+    ) -> None:
+        """Advance theta to the start of `to_window`: from the best checkpoint, then replay.
+
+        `allowed(w)` gives window w's gather list when the caller knows it; by
+        default each list is read from the store.
+        """
         start = self.latest_checkpoint(to_window)
         if self.window < 0 or self.window > to_window or (start is not None and start > self.window):
             if start is None:
                 raise ProtocolError("no checkpoint published yet")
             self.load_checkpoint(start)  # a newer checkpoint is cheaper than replaying
         while self.window < to_window:
-            self.advance(self.window, wait_seconds)
+            self.advance(self.window, wait_seconds, "store" if allowed is None else allowed(self.window))

@@ -295,6 +295,22 @@ def gather_list(states: Mapping[str, PeerState], size: int) -> list[str]:
     return ranked[:size]
 
 
+def warmup_gather_list(measurements: Mapping[str, Measurement | None], params: ScoringParams) -> list[str]:
+    """G(w) for a warm-up window, decided from that window's own measurements (nobody is
+    rated yet): up to `gather_size` original, in-sync updates that help on random rows by at
+    least `min_relative` of the typical help, best first. A flood of junk in the first
+    windows is measured out of the aggregate instead of being averaged into it."""
+    typical = typical_help(measurements)
+    good = [
+        p for p, m in measurements.items()
+        if m is not None and m.copy_of is None and m.restates is None
+        and sync_score(m.behind, params.sync_tolerance) > 0 and math.isfinite(m.gradient_score)
+        and m.gradient_score > 0 and m.gradient_score >= params.min_relative * typical
+    ]
+    good.sort(key=lambda p: (-measurements[p].gradient_score, p))  # type: ignore[union-attr]
+    return sorted(good[: params.gather_size])
+
+
 def incentive_weights(states: Mapping[str, PeerState], gathered: Sequence[str]) -> dict[str, float]:
     """Shares proportional to final score within the gather list; everyone else 0."""
     total = sum(states[p].final for p in gathered)

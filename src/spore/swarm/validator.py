@@ -6,7 +6,10 @@ Per window w, after its submissions are final (spec section 3):
     measure  each valid update on theta(w): per-row losses before/after on the
              rows the peer trained on and on random rows; how far behind its
              base is; whether it copies another upload or restates public data
-    apply    theta(w+1) = theta(w) - alpha * Aggregate(submissions on gather list G(w))
+    apply    theta(w+1) = theta(w) - alpha * Aggregate(submissions on gather list G(w));
+             G(w) was published before the window from the ratings, except in
+             the warm-up windows, where it is decided from the window's own
+             measurements and published after them
     rate     fold the window into each peer's EMA and OpenSkill rating (scoring.py)
     publish  G(w+1) and the weights, signed; the window's record, to the store and
              to the hash-chained ledger; a checkpoint every K windows
@@ -137,8 +140,9 @@ class Validator:
         self.gather_lists: dict[int, list[str] | None] = {}  # G(w) as published (the ledger's copy)
         self.gather_weights: dict[int, dict[str, float]] = {}
         self.links = randomness.chain(randomness_root(identity, manifest.run_id), manifest.windows)
-        self.score_budget = 0.6 * manifest.window_seconds  # seconds of measuring per window
-        self.seconds_per_score: float | None = None  # running estimate of one update's cost
+        # Seconds of screening and measuring per window. The whole step must end well inside
+        # the next window: in the warm-up peers wait for its gather list before they train.
+        self.score_budget = 0.3 * manifest.window_seconds
         # Test-only (`--dishonest-validator`): ("favour" | "drop", peer hex). `spore ledger audit` catches both.
         self.dishonest = dishonest
 
@@ -273,37 +277,35 @@ class Validator:
     def link(self, window: int) -> bytes:
         return self.links[window]
 
-    def sample(self, window: int, g: Gathered) -> list[Submission]:
-        """The valid submissions to measure this window: all that fit the time budget.
+    def measure(self, window: int, g: Gathered) -> tuple[dict[str, scoring.Measurement], dict[str, float]]:
+        """Screen every valid update, then measure as many as the time budget allows, in
+        `measurement_order`; mark copies among all of them. Returns the measurements and
+        the screening scores.
 
-        When more peers submit than `score_budget` seconds allow (at the cost
-        per update seen so far), established peers come first (those with a
-        positive standing, in a random order), then a random sample of the
-        rest, all drawn from the window's committed randomness. A flood of new
-        ids therefore cannot push an established honest peer out of being
-        measured; newcomers share what is left.
+        Measuring costs three forward passes per update. Screening costs one
+        backward pass per window and one sparse dot product per update: the
+        first-order loss change an update makes on the window's random rows.
+        A flood of cheap updates (noise, zeros) screens at about 0 and waits
+        behind every update that really descends; copies are caught by
+        `find_copies` whether or not they are measured.
         """
-        if self.seconds_per_score is None:
-            return list(g.accepted)
-        fits = max(1, int(self.score_budget / self.seconds_per_score))
-        return sample_submissions(g.accepted, fits, self.states, self.link(window))
-
-    def measure(self, window: int, g: Gathered, sampled: list[Submission]) -> dict[str, scoring.Measurement]:
-        """Per-row losses before/after each sampled update, on the rows it trained on and on
-        random rows; how far behind its base is; and, for every valid update, whether it
-        copies another."""
         rep = self.replica
         if not g.accepted:
-            return {}
+            return {}, {}
+        started = time.perf_counter()
         link = self.link(window)
         rand = measurement_rows(rep.corpus, self.manifest, link)
+        screen = screen_scores(rep, g.accepted, rand)
+        copies = find_copies(g, rep, self.params)
+        order = measurement_order(g.accepted, self.states, screen, copies, link)
         theta = [p.detach().clone() for p in rep.params()]
         rep.model.eval()
         out: dict[str, scoring.Measurement] = {}
-        started = time.perf_counter()
         with torch.no_grad():
             random_before = M.row_losses(rep.model, rand)
-            for s in sampled:
+            for s in order:
+                if out and time.perf_counter() - started > self.score_budget:
+                    break  # the rest keep their standing this window
                 own = own_rows(rep.corpus, self.manifest, s, link)
                 own_before = M.row_losses(rep.model, own)
                 apply_alone(rep, s)
@@ -314,17 +316,12 @@ class Validator:
                 out[s.peer.hex()] = make_measurement(
                     own_before, own_after, random_before, random_after, self.behind(window, s)
                 )
-        if sampled:
-            cost = (time.perf_counter() - started) / len(sampled)
-            prev = self.seconds_per_score
-            self.seconds_per_score = cost if prev is None else 0.5 * prev + 0.5 * cost
-        copies = find_copies(g, rep, self.params)
         for s in g.accepted:  # a copy fails its window whether or not it was measured
             offender = s.peer.hex()
             if offender in copies:
                 out.setdefault(offender, unmeasured(self.behind(window, s)))
                 out[offender].copy_of = copies[offender]
-        return out
+        return out, screen
 
     def behind(self, window: int, s: Submission) -> int | None:
         """Outer steps between the theta the update was computed from and theta(window)."""
@@ -332,12 +329,12 @@ class Validator:
         return window - self.theta_history[base] if base in self.theta_history else None
 
     def gather_list_for(self, window: int) -> list[str] | None:
-        """G(window) as this validator decided it (None: everyone, in the warm-up), and make
+        """G(window) as this validator decided it (None: not decided yet, in the warm-up), and make
         sure the store holds exactly that list: a deleted, replaced or replayed copy is
         published again (with the same body, so peers that read it agree)."""
         m = self.manifest
-        if window < m.warmup_windows or window >= m.windows:
-            return None
+        if window >= m.windows or (window < m.warmup_windows and window not in self.gather_lists):
+            return None  # a warm-up window's list is decided after measuring it
         if window not in self.gather_lists:
             return self.publish_gather_list(window)
         chosen = self.gather_lists[window]
@@ -356,6 +353,19 @@ class Validator:
         except Exception:
             return False
         return body.get("window") == window and body.get("peers") == chosen
+
+    def publish_warmup_list(self, window: int, chosen: list[str]) -> list[str]:
+        """Publish a warm-up window's list, unless a valid one of ours is already there (published
+        before a crash: peers may have used it)."""
+        try:
+            body, _ = open_json(self.store.get(gather_key(window), MAX_JSON_BYTES), signer=self.identity.id)
+            if body.get("window") == window and isinstance(body.get("peers"), list):
+                chosen = sorted(str(p) for p in body["peers"])
+        except Exception:
+            body = {"window": window, "peers": chosen, "weights": {}, "rated_through": window}
+            self.store.put(gather_key(window), sign_json(body, self.identity))
+        self.gather_lists[window], self.gather_weights[window] = chosen, {}
+        return chosen
 
     def publish_gather_list(self, window: int) -> list[str] | None:
         """Decide and publish G(window) from the ratings so far; None during the warm-up.
@@ -395,13 +405,19 @@ class Validator:
         if self.dishonest and self.dishonest[0] == "drop":
             g.accepted = [s for s in g.accepted if s.peer.hex() != self.dishonest[1]]
         t_start = time.time()
-        sampled = self.sample(w, g)
-        measured = self.measure(w, g, sampled)
+        measured, screen = self.measure(w, g)
+        sampled = [s for s in g.accepted if s.peer.hex() in measured and measured[s.peer.hex()].copy_of is None]
         if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] in measured:
             x = measured[self.dishonest[1]]
             measured[self.dishonest[1]] = replace(x, random_after=x.random_after * 0.5, fit_z=10.0,
                                                   copy_of=None, restates=None)
         measure_seconds = time.time() - t_start
+
+        if w < m.warmup_windows:  # nobody is rated yet: G(w) comes from this window's measurements
+            allowed = scoring.warmup_gather_list(measured, self.params)
+            if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] not in allowed:
+                allowed = sorted([*allowed, self.dishonest[1]])
+            allowed = self.publish_warmup_list(w, allowed)
 
         # theta(w+1): the same aggregate every peer computes, under G(w).
         used = Gathered(w, [s for s in g.accepted if allowed is None or s.peer.hex() in allowed], g.rejected)
@@ -422,7 +438,7 @@ class Validator:
             scoring.update_window(self.states, judged, self.params)
         typical = scoring.typical_help(measured)
         for s in used.accepted:
-            self.states[s.peer.hex()].windows_in_gather += 1
+            self.states.setdefault(s.peer.hex(), scoring.PeerState(z=self.params.ordinal_z)).windows_in_gather += 1
         nxt = self.publish_gather_list(w + 1)
         # Incentive shares follow the standing after this window (also after the last one).
         weights = scoring.incentive_weights(self.states, scoring.gather_list(self.states, self.params.gather_size))
@@ -437,6 +453,7 @@ class Validator:
             "randomness": self.link(w).hex(),
             "submissions": [submission_entry(s) for s in g.accepted],
             "rejected": [asdict(r) for r in g.rejected],
+            "screen": {p: _json_float(x) for p, x in sorted(screen.items())},
             "sampled": sorted(s.peer.hex() for s in sampled),
             "gather": allowed,
             "aggregated": [s.peer.hex() for s in used.accepted],
@@ -483,19 +500,49 @@ def randomness_root(identity: Identity, run_id: str) -> bytes:
     return randomness.root_from_signature(identity.sign(randomness.SIGN_DOMAIN + run_id.encode()))
 
 
-def sample_submissions(
-    accepted: list[Submission], fits: int, states: dict[str, scoring.PeerState], link: bytes
+def screen_scores(rep: Replica, accepted: list[Submission], rows: np.ndarray) -> dict[str, float]:
+    """Per update, the first-order relative loss change it makes on `rows`:
+    outer_lr * <grad loss(rows), update> / loss(rows) (positive: it descends)."""
+    rep.model.eval()
+    rep.model.zero_grad(set_to_none=True)
+    loss = M.lm_loss(rep.model, rows)
+    loss.backward()
+    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in rep.params()]
+    rep.model.zero_grad(set_to_none=True)
+    scale = rep.manifest.train.outer_lr / float(loss.detach())
+    out = {}
+    with torch.no_grad():
+        for s in accepted:
+            dot = sum(float((gr * codec.decompress(u, rep.manifest.codec)).sum(dtype=torch.float64))
+                      for gr, u in zip(grads, s.update, strict=True))
+            out[s.peer.hex()] = scale * dot
+    return out
+
+
+def measurement_order(
+    accepted: list[Submission], states: dict[str, scoring.PeerState], screen: dict[str, float],
+    copies: dict[str, str], link: bytes,
 ) -> list[Submission]:
-    """Established peers (positive final score) first, in a random order, then a random
-    sample of the others; `fits` of them in all, in peer order."""
-    if len(accepted) <= fits:
-        return list(accepted)
-    rng = randomness.rng(link, b"sample")
-    order = list(rng.permutation(len(accepted)))
-    established = [i for i in order if states.get(accepted[i].peer.hex(), scoring.PeerState()).final > 0]
-    others = [i for i in order if i not in set(established)]
-    chosen = sorted((established + others)[:fits])
-    return [accepted[i] for i in chosen]
+    """Who is measured first when not everyone fits the window's budget.
+
+    Copies are never measured (they fail anyway). Established peers (a
+    positive final score) come first, in an order drawn from the window's
+    committed randomness; then everyone else, best screening score first
+    (ties in the random order). A flood of new ids cannot push an established
+    honest peer out, and can only get ahead of an honest newcomer with
+    updates that descend at least as steeply on rows nobody could predict.
+    """
+    rank = {int(i): r for r, i in enumerate(randomness.rng(link, b"sample").permutation(len(accepted)))}
+    pool = [i for i in range(len(accepted)) if accepted[i].peer.hex() not in copies]
+    established = [i for i in pool if states.get(accepted[i].peer.hex(), scoring.PeerState()).final > 0]
+    others = [i for i in pool if i not in set(established)]
+    established.sort(key=lambda i: rank[i])
+    others.sort(key=lambda i: (-_screen_key(screen.get(accepted[i].peer.hex())), rank[i]))
+    return [accepted[i] for i in established + others]
+
+
+def _screen_key(x: float | None) -> float:
+    return x if x is not None and math.isfinite(x) else -math.inf
 
 
 def measurement_rows(corpus: Corpus, m: RunManifest, link: bytes) -> np.ndarray:
