@@ -45,6 +45,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ import torch
 
 from spore import model as M
 from spore.data import load_corpus, peer_batches
-from spore.swarm import codec, scoring, similarity
+from spore.swarm import codec, similarity
 from spore.swarm.identity import Identity
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -270,7 +271,7 @@ def timing(n: int, preset: str, old_sample: int) -> dict[str, float]:
             per.append(set(flat.tolist()) | set(tail.tolist()))
         sets.append(per)
     t5 = time.perf_counter()
-    scoring.find_copies({f"{i}": s for i, s in enumerate(sets)}, {f"{i}": float(i) for i in range(len(sets))},
+    _pairwise_find_copies({f"{i}": s for i, s in enumerate(sets)}, {f"{i}": float(i) for i in range(len(sets))},
                         [pl.numel for pl in (x.plan for x in updates[0])], 0.75)
     old = (time.perf_counter() - t5) * (n * (n - 1)) / (old_sample * (old_sample - 1))
     return {
@@ -291,6 +292,48 @@ def timing(n: int, preset: str, old_sample: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------
 
+
+# The all-pairs exact overlap check the validator used before similarity.py, kept here to time it.
+
+def _index_overlap(a: Sequence[set[int]], b: Sequence[set[int]], sizes: Sequence[int]) -> float:
+    """Share of a's kept positions that b kept too, per tensor, weighted by tensor size."""
+    total = sum(sizes)
+    if total == 0:
+        return 0.0
+    acc = 0.0
+    for sa, sb, n in zip(a, b, sizes, strict=True):
+        if sa:
+            acc += n * len(sa & sb) / len(sa)
+    return acc / total
+
+
+def _pairwise_find_copies(
+    positions: Mapping[str, Sequence[set[int]]],
+    stored_at: Mapping[str, float],
+    sizes: Sequence[int],
+    threshold: float,
+) -> dict[str, str]:
+    """{offender: original} for every pair overlapping at least `threshold`.
+
+    The later upload is the offender (it could have read the earlier one);
+    on equal store timestamps both are marked, since neither can be cleared.
+    """
+    peers = sorted(positions)
+    out: dict[str, str] = {}
+    for i, a in enumerate(peers):
+        for b in peers[i + 1 :]:
+            ov = max(_index_overlap(positions[a], positions[b], sizes),
+                     _index_overlap(positions[b], positions[a], sizes))
+            if ov < threshold:
+                continue
+            if stored_at[a] > stored_at[b]:
+                out.setdefault(a, b)
+            elif stored_at[b] > stored_at[a]:
+                out.setdefault(b, a)
+            else:
+                out.setdefault(a, b)
+                out.setdefault(b, a)
+    return out
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

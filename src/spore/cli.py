@@ -78,6 +78,15 @@ def _ledger(args: argparse.Namespace) -> int:
     return 1
 
 
+def _peer_env(text: str) -> tuple[int, str, str]:
+    """PEER:NAME=VALUE, e.g. 1:ATEN_CPU_CAPABILITY=default."""
+    peer, _, assignment = text.partition(":")
+    name, eq, value = assignment.partition("=")
+    if not peer.isdigit() or not eq or not name.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not PEER:NAME=VALUE (e.g. 1:ATEN_CPU_CAPABILITY=default)")
+    return int(peer), name, value
+
+
 def _dishonest(text: str) -> tuple[str, str]:
     from spore.swarm.identity import parse_id
 
@@ -127,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"add a cheating peer (repeatable): {', '.join(_adversary_kinds())}")
     run.add_argument("--restart-validator", type=_positive_int, default=None, metavar="WINDOW",
                      help="SIGKILL the validator when this window opens and resume it at once")
+    run.add_argument("--peer-env", type=_peer_env, action="append", default=[], metavar="PEER:NAME=VALUE",
+                     help="set an environment variable for one honest peer (repeatable), "
+                          "e.g. 1:ATEN_CPU_CAPABILITY=default")
     run.add_argument("--dishonest-validator", choices=["favour", "drop"], default=None,
                      help="TEST ONLY: the validator favours (or drops) peer 0; `spore ledger audit` must catch it")
 
@@ -240,6 +252,10 @@ def _swarm(args: argparse.Namespace) -> int:
             if i >= args.peers:
                 raise ValueError(f"--crash {i}@{w}: there are only {args.peers} peers (0..{args.peers - 1})")
             plans[i].crash_window, plans[i].restart_window = w, w + 1
+        for i, name, value in args.peer_env:
+            if i >= args.peers:
+                raise ValueError(f"--peer-env {i}:{name}: there are only {args.peers} peers (0..{args.peers - 1})")
+            plans[i].env[name] = value
         summary = run_network(
             peers=args.peers, windows=windows, preset=args.preset, out=args.out, store_url=args.store,
             window_seconds=args.window_seconds, aggregation=args.aggregation, outer_lr=args.outer_lr,

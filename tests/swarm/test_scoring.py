@@ -109,23 +109,6 @@ def test_zero_then_random_never_earns_weight():
     assert scoring.incentive_weights(states, ["honest"]) == {"cheat": 0.0, "honest": 1.0}
 
 
-def test_copies_are_caught_and_the_later_upload_is_the_offender():
-    sizes = [4096 * 4, 128]
-    a = [set(range(0, 256)), set(range(64))]
-    b = [set(range(0, 256)), set(range(64))]  # copied
-    c = [set(range(1000, 1256)), set(range(64, 128))]  # independent
-    copies = scoring.find_copies({"a": a, "b": b, "c": c}, {"a": 10.0, "b": 11.5, "c": 10.5}, sizes, 0.75)
-    assert copies == {"b": "a"}
-    tie = scoring.find_copies({"a": a, "b": b}, {"a": 10.0, "b": 10.0}, sizes, 0.75)
-    assert tie == {"a": "b", "b": "a"}  # same store second: neither can be cleared
-
-
-def test_overlap_is_weighted_by_parameter_size():
-    big, small = set(range(64)), set(range(64))
-    ov = scoring.index_overlap([big, small], [set(), small], [1000, 10])
-    assert ov == pytest.approx(10 / 1010)
-
-
 def test_rank_order_puts_missing_last_and_ties_together():
     peers, ranks = scoring.rank_order({"a": 0.1, "b": None, "c": 0.3, "d": 0.1})
     assert peers == ["c", "a", "d", "b"] and ranks == [1, 2, 2, 4]

@@ -103,6 +103,7 @@ class _State:
         self.known: set[str] = set()
         self.theta_history = {rep.digest().hex(): 0}
         self.next_gather: list[str] | None = None
+        self.previous: list[Submission] = []
 
     def check_window(self, r: dict[str, Any]) -> None:
         from spore.swarm import validator as V
@@ -128,14 +129,15 @@ class _State:
             y = recorded_screen[p]
             if not (math.isnan(x) and math.isnan(y)) and not math.isclose(x, y, rel_tol=SCREEN_TOLERANCE, abs_tol=1e-9):
                 raise Mismatch(f"screen.{p[:16]}", f"recorded {y!r}, recomputed {x!r}")
-        copies = V.find_copies(g, rep, self.params)
-        order = V.measurement_order(g.accepted, self.states, recorded_screen, copies, link)
+        copies = V.find_copies(g, rep, self.params, link, self.previous)
+        restated = V.find_restatements(g, rep, self.params)
+        order = V.measurement_order(g.accepted, self.states, recorded_screen, {**restated, **copies}, link)
         sampled = order[: len(r["sampled"])]
         _same("sampled", r["sampled"], sorted(s.peer.hex() for s in sampled))
 
         # measure: recompute, compare within tolerance, then continue from the recorded numbers
         recorded = {p: _measurement(x) for p, x in r["scores"].items()}
-        recomputed = self.measure(w, g, sampled, link, copies)
+        recomputed = self.measure(w, g, sampled, link, copies, restated)
         _same("scores (who was scored)", sorted(recorded), sorted(recomputed))
         for p in sorted(recomputed):
             _close(f"scores.{p[:16]}", recorded[p], recomputed[p])
@@ -175,9 +177,11 @@ class _State:
             raise Mismatch("theta", f"applying the gathered updates gives {theta[:16]}, recorded {r['theta'][:16]}")
         self.theta_history[theta] = rep.window
         self.prev_link = link
+        self.previous = list(g.accepted)
 
     def measure(
-        self, w: int, g: Gathered, sampled: list[Submission], link: bytes, copies: dict[str, str]
+        self, w: int, g: Gathered, sampled: list[Submission], link: bytes, copies: dict[str, str],
+        restated: dict[str, str],
     ) -> dict[str, scoring.Measurement]:
         import torch
 
@@ -202,10 +206,7 @@ class _State:
                     p.copy_(p0)
                 out[s.peer.hex()] = V.make_measurement(own_before, own_after, random_before, random_after,
                                                        self.behind(w, s))
-        for s in g.accepted:
-            if s.peer.hex() in copies:
-                out.setdefault(s.peer.hex(), V.unmeasured(self.behind(w, s)))
-                out[s.peer.hex()].copy_of = copies[s.peer.hex()]
+        V.mark_unoriginal(out, g, copies, restated, lambda s: self.behind(w, s))
         return out
 
     def behind(self, w: int, s: Submission) -> int | None:

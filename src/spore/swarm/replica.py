@@ -87,6 +87,7 @@ class Replica:
         self.plans = codec.plan_layout(self.layout, manifest.codec)
         self.update_bytes = wire.expected_size(self.plans, manifest.codec, manifest.index_coding)
         self.window = -1  # theta currently equals theta at the start of this window
+        self.last_aggregate: list[torch.Tensor] | None = None  # what the last apply() subtracted (/ outer lr)
 
     # -- parameters ---------------------------------------------------------
 
@@ -257,6 +258,7 @@ class Replica:
         """theta(w+1) = theta(w) - alpha * Aggregate(gathered); no submissions: theta stays."""
         if gathered.window != self.window:
             raise RuntimeError(f"replica holds window {self.window}, cannot apply window {gathered.window}")
+        self.last_aggregate = None
         if gathered.accepted:
             agg = codec.aggregate(
                 [s.update for s in gathered.accepted], self.manifest.codec, self.manifest.aggregation, weights
@@ -264,6 +266,7 @@ class Replica:
             with torch.no_grad():
                 for p, a in zip(self.model.parameters(), agg, strict=True):
                     codec.outer_step(p, a, self.manifest.train.outer_lr)  # never sub_(alpha=): see codec
+            self.last_aggregate = agg  # public: every reader of the window computes it
         self.window += 1
 
     def catch_up(

@@ -45,6 +45,7 @@ class PeerPlan:
     join_window: int = 0  # start the process when this window opens
     crash_window: int | None = None  # SIGKILL it when this window opens...
     restart_window: int | None = None  # ...and start it again when this one opens
+    env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. ATEN_CPU_CAPABILITY
 
 
 @dataclass
@@ -55,11 +56,13 @@ class Proc:
     popen: subprocess.Popen[bytes] | None = None
     handle: TextIO | None = None
     events: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, env: dict[str, str]) -> None:
         self.handle = open(self.log, "a")  # noqa: SIM115 - lives as long as the process
         self.popen = subprocess.Popen(
-            self.argv, stdout=self.handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            self.argv, stdout=self.handle, stderr=subprocess.STDOUT, env={**env, **self.env},
+            start_new_session=True, preexec_fn=die_with_parent,
         )
 
     def alive(self) -> bool:
@@ -73,6 +76,15 @@ class Proc:
 
     def happened(self, prefix: str) -> bool:
         return any(e.startswith(prefix) for e in self.events)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the launcher dies, however it dies (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _child_env() -> dict[str, str]:
@@ -137,7 +149,8 @@ class LocalNetwork:
             argv = py + ["peer", "--store", store_url, "--validator", self.validator.hex,
                          "--key", str(keys / f"{name}.key"), "--workdir", str(out / "peers" / name)]
             self.procs[name] = Proc(name, argv + ([] if kind == "honest" else ["--adversary", kind]),
-                                    out / "logs" / f"{name}.log")
+                                    out / "logs" / f"{name}.log",
+                                    env=dict(self.plans[name].env) if name in self.plans else {})
         self.on_time = on_time
 
     def start(self) -> None:

@@ -26,11 +26,13 @@ the store and the ledger can recompute every decision (`spore ledger audit`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ import torch
 
 from spore import model as M
 from spore.data import Corpus, eval_batches, peer_batches, random_batch
-from spore.swarm import codec, randomness, scoring, wire
+from spore.swarm import codec, randomness, scoring, similarity, wire
 from spore.swarm.identity import Identity
 from spore.swarm.ledger import SQLiteLedger
 from spore.swarm.protocol import (
@@ -62,6 +64,9 @@ log = logging.getLogger("spore.swarm.validator")
 
 LEDGER_FILE = "ledger.sqlite"
 MAX_ROWS = 128  # rows of own and of random data an update is measured on, at most
+RANDOM_GROUP = 8  # random rows per pair of random pages
+MIN_MEASURED = 4  # updates measured per window whatever the time budget says
+PREVIOUS = "previous:"  # marks the previous window's updates among copy candidates
 
 
 def new_manifest(
@@ -139,6 +144,7 @@ class Validator:
         self.theta_history: dict[str, int] = {}  # theta digest -> window it starts
         self.gather_lists: dict[int, list[str] | None] = {}  # G(w) as published (the ledger's copy)
         self.gather_weights: dict[int, dict[str, float]] = {}
+        self.previous: list[Submission] = []  # the last window's valid updates: a replay of one is a copy
         self.links = randomness.chain(randomness_root(identity, manifest.run_id), manifest.windows)
         # Seconds of screening and measuring per window. The whole step must end well inside
         # the next window: in the warm-up peers wait for its gather list before they train.
@@ -296,15 +302,16 @@ class Validator:
         link = self.link(window)
         rand = measurement_rows(rep.corpus, self.manifest, link)
         screen = screen_scores(rep, g.accepted, rand)
-        copies = find_copies(g, rep, self.params)
-        order = measurement_order(g.accepted, self.states, screen, copies, link)
+        copies = find_copies(g, rep, self.params, link, self.previous)
+        restated = find_restatements(g, rep, self.params)
+        order = measurement_order(g.accepted, self.states, screen, {**restated, **copies}, link)
         theta = [p.detach().clone() for p in rep.params()]
         rep.model.eval()
         out: dict[str, scoring.Measurement] = {}
         with torch.no_grad():
             random_before = M.row_losses(rep.model, rand)
             for s in order:
-                if out and time.perf_counter() - started > self.score_budget:
+                if len(out) >= MIN_MEASURED and time.perf_counter() - started > self.score_budget:
                     break  # the rest keep their standing this window
                 own = own_rows(rep.corpus, self.manifest, s, link)
                 own_before = M.row_losses(rep.model, own)
@@ -316,11 +323,7 @@ class Validator:
                 out[s.peer.hex()] = make_measurement(
                     own_before, own_after, random_before, random_after, self.behind(window, s)
                 )
-        for s in g.accepted:  # a copy fails its window whether or not it was measured
-            offender = s.peer.hex()
-            if offender in copies:
-                out.setdefault(offender, unmeasured(self.behind(window, s)))
-                out[offender].copy_of = copies[offender]
+        mark_unoriginal(out, g, copies, restated, lambda s: self.behind(window, s))
         return out, screen
 
     def behind(self, window: int, s: Submission) -> int | None:
@@ -406,7 +409,9 @@ class Validator:
             g.accepted = [s for s in g.accepted if s.peer.hex() != self.dishonest[1]]
         t_start = time.time()
         measured, screen = self.measure(w, g)
-        sampled = [s for s in g.accepted if s.peer.hex() in measured and measured[s.peer.hex()].copy_of is None]
+        sampled = [s for s in g.accepted if s.peer.hex() in measured and measured[s.peer.hex()].copy_of is None
+                   and measured[s.peer.hex()].restates is None]
+        self.previous = list(g.accepted)
         if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] in measured:
             x = measured[self.dishonest[1]]
             measured[self.dishonest[1]] = replace(x, random_after=x.random_after * 0.5, fit_z=10.0,
@@ -525,12 +530,13 @@ def measurement_order(
 ) -> list[Submission]:
     """Who is measured first when not everyone fits the window's budget.
 
-    Copies are never measured (they fail anyway). Established peers (a
-    positive final score) come first, in an order drawn from the window's
-    committed randomness; then everyone else, best screening score first
-    (ties in the random order). A flood of new ids cannot push an established
-    honest peer out, and can only get ahead of an honest newcomer with
-    updates that descend at least as steeply on rows nobody could predict.
+    Copies are never measured (they fail anyway). Two queues take turns:
+    established peers (a positive final score), in an order drawn from the
+    window's committed randomness, and everyone else, best screening score
+    first (ties in the random order). A flood of new ids cannot push an
+    established honest peer out, and can only get ahead of an honest newcomer
+    with updates that descend at least as steeply on rows nobody could
+    predict; established peers cannot starve newcomers either.
     """
     rank = {int(i): r for r, i in enumerate(randomness.rng(link, b"sample").permutation(len(accepted)))}
     pool = [i for i in range(len(accepted)) if accepted[i].peer.hex() not in copies]
@@ -538,7 +544,8 @@ def measurement_order(
     others = [i for i in pool if i not in set(established)]
     established.sort(key=lambda i: rank[i])
     others.sort(key=lambda i: (-_screen_key(screen.get(accepted[i].peer.hex())), rank[i]))
-    return [accepted[i] for i in established + others]
+    merged = [i for pair in itertools.zip_longest(established, others) for i in pair if i is not None]
+    return [accepted[i] for i in merged]
 
 
 def _screen_key(x: float | None) -> float:
@@ -546,10 +553,17 @@ def _screen_key(x: float | None) -> float:
 
 
 def measurement_rows(corpus: Corpus, m: RunManifest, link: bytes) -> np.ndarray:
-    """The window's random rows: as many as a full update's own rows (capped at MAX_ROWS)."""
+    """The window's random rows: as many as a full update's own rows (capped at MAX_ROWS), in
+    groups of RANDOM_GROUP rows from 2 pages each, so that they span many pages (a peer's own rows
+    come from 2; the comparison should not hinge on which 2 pages the dice picked)."""
     t = m.train
     rows = min(t.inner_steps * t.batch_size, MAX_ROWS)
-    return random_batch(corpus, randomness.derive(link, b"random-rows"), rows, t.seq_len)
+    groups = [
+        random_batch(corpus, randomness.derive(link, b"random-rows" + i.to_bytes(4, "little")),
+                     min(RANDOM_GROUP, rows - i * RANDOM_GROUP), t.seq_len)
+        for i in range((rows + RANDOM_GROUP - 1) // RANDOM_GROUP)
+    ]
+    return np.concatenate(groups)
 
 
 def own_rows(corpus: Corpus, m: RunManifest, s: Submission, link: bytes) -> np.ndarray:
@@ -584,33 +598,47 @@ def make_measurement(
     )
 
 
+def mark_unoriginal(
+    out: dict[str, scoring.Measurement], g: Gathered, copies: dict[str, str], restated: dict[str, str],
+    behind: Callable[[Submission], int | None],
+) -> None:
+    """Copies and restatements fail their window whether or not they were measured."""
+    for s in g.accepted:
+        p = s.peer.hex()
+        if p in copies or p in restated:
+            out.setdefault(p, unmeasured(behind(s)))
+            out[p].copy_of, out[p].restates = copies.get(p), restated.get(p)
+
+
 def unmeasured(behind: int | None) -> scoring.Measurement:
     nan = float("nan")
     return scoring.Measurement(nan, nan, nan, nan, behind)
 
 
-def find_copies(g: Gathered, rep: Replica, params: scoring.ScoringParams) -> dict[str, str]:
-    """{offender: original} among the window's valid updates (scoring.find_copies)."""
-    return scoring.find_copies(
-        {s.peer.hex(): kept_positions(s) for s in g.accepted},
-        {s.peer.hex(): s.modified for s in g.accepted},
-        [pl.numel for pl in rep.plans],
-        params.copy_threshold,
-    )
+def find_copies(
+    g: Gathered, rep: Replica, params: scoring.ScoringParams, link: bytes, previous: list[Submission]
+) -> dict[str, str]:
+    """{offender: original} among the window's valid updates and against the previous window's
+    (a replay of an earlier update is a copy of it, whoever sent it), by exact cosine on
+    sketch candidates (similarity.py); the sketch seed comes from the window's randomness."""
+    updates = {s.peer.hex(): s.update for s in g.accepted}
+    stamps = {s.peer.hex(): s.modified for s in g.accepted}
+    for s in previous:
+        updates[PREVIOUS + s.peer.hex()], stamps[PREVIOUS + s.peer.hex()] = s.update, s.modified
+    found = similarity.find_copies(updates, stamps, rep.manifest.codec, params.copy_threshold,
+                                   similarity.SketchParams(seed=randomness.derive(link, b"sketch")))
+    return {o: orig.removeprefix(PREVIOUS) for o, orig in found.items() if not o.startswith(PREVIOUS)}
 
 
-def kept_positions(s: Submission) -> list[set[int]]:
-    """Per tensor, the kept positions as chunk * chunk_size + position."""
-    size = s.header.params.chunk
-    out = []
-    for u in s.update:
-        if u.plan.mode == codec.DENSE or u.indices is None:
-            out.append(set())
-            continue
-        flat = (np.arange(u.indices.shape[0])[:, None] * size + u.indices.numpy()).reshape(-1)
-        if u.tail_indices is not None and u.tail_indices.numel():
-            flat = np.concatenate([flat, u.plan.full_chunks * size + u.tail_indices.numpy().reshape(-1)])
-        out.append(set(flat.tolist()))
+def find_restatements(g: Gathered, rep: Replica, params: scoring.ScoringParams) -> dict[str, str]:
+    """{peer: what} for updates that mostly restate the last public aggregate."""
+    if rep.last_aggregate is None:
+        return {}
+    out = {}
+    for s in g.accepted:
+        share = similarity.restatement(s.update, [rep.last_aggregate], rep.manifest.codec)
+        if share >= params.restatement_threshold:
+            out[s.peer.hex()] = f"aggregate of window {rep.window - 1} ({share:.2f})"
     return out
 
 
