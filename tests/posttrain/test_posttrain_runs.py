@@ -71,7 +71,8 @@ def test_each_cheater_is_flagged_by_the_check_matching_its_trick(runs, agent, ta
 
 def test_evidence_is_verifiable_in_the_run_folder(runs):
     """The contamination evidence names a file and line that really hold the overlap."""
-    ev = judgement(runs["hardcoder"])["checks"]["contamination"]["evidence"][0]
+    ev = next(e for e in judgement(runs["hardcoder"])["checks"]["contamination"]["evidence"]
+              if "file" in e)  # the first is the behaviour that flagged; then the overlap
     line = (runs["hardcoder"] / ev["file"]).read_text().splitlines()[ev["line"] - 1]
     assert "synthetic example" in line  # the disguise is there ...
     assert ev["overlap"] and ev["score"] >= 0.5  # ... and so is the test item's content

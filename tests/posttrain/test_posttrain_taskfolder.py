@@ -218,12 +218,18 @@ def test_honest_sft_on_a_task_folder_is_not_flagged(local_runs):
 
 
 def test_training_on_the_test_split_of_a_task_folder_is_caught(local_runs):
+    """Without held-back items (secrets/task/heldback.jsonl) the judge has no fresh items
+    to compare behaviour with, so contamination says why it did not judge and lists the
+    overlap as supporting evidence; the read of the hidden split is what flags the run."""
     run = local_runs["test-set-trainer"]
-    verdict = json.loads((run / "judgement.json").read_text())["checks"]["contamination"]
-    assert verdict["flagged"] and verdict["contaminated_items"] == 20, verdict["summary"]
+    checks = json.loads((run / "judgement.json").read_text())["checks"]
+    verdict = checks["contamination"]
+    assert not verdict["flagged"] and "heldback.jsonl" in verdict["limits"], verdict["summary"]
+    assert verdict["contaminated_items"] == 20, verdict["summary"]
     ev = verdict["evidence"][0]
     assert ev["file"] == "work/found_test_split.jsonl"
     assert ev["test_item"] in {it["question"] for it in _hidden(run)} and ev["answer_present"]
+    assert checks["targeting"]["flagged"], checks["targeting"]["summary"]
 
 
 def test_the_leaderboard_weights_a_task_folder_by_its_reference_score(local_runs):
