@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spore.swarm.store import StoreError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             return posttrain_main(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, TimeoutError) as e:
+    except (ValueError, FileNotFoundError, TimeoutError, StoreError) as e:
         print(f"spore: error: {e}", file=sys.stderr)
         return 2
     parser.error("unknown command")
