@@ -39,7 +39,7 @@ def runs(base: Path, reference: Path, tmp_path_factory: pytest.TempPathFactory) 
         out = root / agent
         spore("posttrain", "run", "--agent", f"builtin:{agent}", "--base", base, "--task", task,
               "--time-limit", limit, "--seed", "1", "--out", out, "--forbidden", reference,
-              "--test-size", "40")
+              "--test-size", "40", "--no-isolate")  # the judge's checks: let the cheats happen
         return out
 
     # Two lanes: honest-sft trains in one while the cheaters, which spend most of

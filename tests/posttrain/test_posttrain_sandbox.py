@@ -66,11 +66,13 @@ def _script(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_an_agent_that_never_exits_is_killed_at_the_limit_with_nothing_left(base, tmp_path):
+    """Unsandboxed (the pids it writes are the host's only there); the sandboxed case is
+    test_posttrain_sandbox_escapes.py's daemon test."""
     agent = _script(tmp_path, "never_exits.py", NEVER_EXITS)
     run = tmp_path / "run"
     spore("posttrain", "run", "--agent", f"{sys.executable} {agent}", "--base", base,
           "--task", "pyexpr", "--time-limit", "4s", "--grace", "1s", "--out", run,
-          "--test-size", "10", "--no-trace")
+          "--test-size", "10", "--no-trace", "--no-isolate")
     outcome = json.loads((run / "trace" / "outcome.json").read_text())
     assert outcome["timed_out"] and outcome["term_sent"] and outcome["kill_sent"]
     assert 4 <= outcome["wall_s"] < 9
@@ -103,22 +105,28 @@ def _listen() -> tuple[socket.socket, int]:
 
 
 def test_no_network_and_memory_cap_apply_to_the_agent(base, tmp_path):
-    agent = _script(tmp_path, "probe.py", PROBE)
+    (tmp_path / "agents").mkdir()  # outside the runs' parent, which the sandbox hides
+    agent = _script(tmp_path / "agents", "probe.py", PROBE)
     srv, port = _listen()
     try:
-        control, isolated = tmp_path / "control", tmp_path / "isolated"
+        control, isolated = tmp_path / "runs" / "control", tmp_path / "runs" / "isolated"
         spore("posttrain", "run", "--agent", f"{sys.executable} {agent} {port}", "--base", base,
-              "--task", "arithmetic", "--time-limit", "20s", "--out", control, "--test-size", "5")
+              "--task", "arithmetic", "--time-limit", "20s", "--out", control, "--test-size", "5",
+              "--network")
         spore("posttrain", "run", "--agent", f"{sys.executable} {agent} {port}", "--base", base,
               "--task", "arithmetic", "--time-limit", "20s", "--out", isolated, "--test-size", "5",
-              "--no-network", "--memory-limit", "3G")
+              "--memory-limit", "3G")  # no network: the sandbox's default
     finally:
         srv.close()
     seen = json.loads((control / "work" / "probe.json").read_text())
     assert seen["net"] == "connected"  # the probe can tell; so its failure below means isolation
     probe = json.loads((isolated / "work" / "probe.json").read_text())
     assert probe["net"] != "connected"
-    assert probe["rlimit_as"] == 3 << 30
+    outcome = json.loads((isolated / "trace" / "outcome.json").read_text())
+    if outcome["memory_limit"] == "RLIMIT_AS":  # no memory controller for the harness's cgroup
+        assert probe["rlimit_as"] == 3 << 30
+    else:
+        assert outcome["memory_limit"] == "cgroup memory.max"
     assert os.getpid()  # the harness itself was never capped
 
 
@@ -230,7 +238,7 @@ def test_an_isolated_agent_sees_its_work_folder_and_python_but_no_hidden_materia
     forbidden = tmp_path / "registry" / "instruct"
     shutil.copytree(base, forbidden)
     looks, shm = {}, {}
-    for name, extra in (("control", []), ("isolated", ["--isolate"])):
+    for name, extra in (("control", ["--no-isolate"]), ("isolated", [])):
         run = tmp_path / "runs" / name
         shm[name] = Path(f"/dev/shm/spore-spy-{os.getpid()}-{name}")
         spore("posttrain", "run", "--agent", f"{sys.executable} {agent} {run.resolve()} "
@@ -243,7 +251,7 @@ def test_an_isolated_agent_sees_its_work_folder_and_python_but_no_hidden_materia
         p.unlink(missing_ok=True)
     hidden = ["secret", "secret by absolute path", "run.json", "sibling secret",
               "forbidden checkpoint"]
-    # the spy can tell: without --isolate it reads and writes everything
+    # the spy can tell: without the sandbox it reads and writes everything
     assert set(looks["control"].values()) == {"ok"}, looks["control"]
     assert on_host["control"]
     os.remove(agent.parent / "escape.txt")
@@ -261,19 +269,20 @@ def test_an_isolated_agent_sees_its_work_folder_and_python_but_no_hidden_materia
 
 def test_isolation_that_cannot_be_had_is_an_error_before_the_run_starts(base, tmp_path):
     run = tmp_path / "runs" / "r"
-    env = os.environ | {"PATH": str(tmp_path)}  # a machine without util-linux's unshare
+    env = os.environ | {"PATH": str(tmp_path)}  # a machine without bubblewrap
     proc = subprocess.run([sys.executable, "-m", "spore", "posttrain", "run", "--agent",
                            "builtin:honest-sft", "--base", str(base), "--task", "uppercase",
-                           "--out", str(run), "--isolate"], env=env, capture_output=True,
+                           "--out", str(run)], env=env, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 2 and "--isolate needs util-linux's `unshare`" in proc.stderr
+    assert proc.returncode == 2 and "the sandbox needs bubblewrap" in proc.stderr
+    assert "--no-isolate" in proc.stderr  # the way out, named
     assert not run.exists()
 
 
 def test_the_honest_agent_runs_isolated_and_is_judged_clean(base, tmp_path):
     run = tmp_path / "runs" / "honest"
     spore("posttrain", "run", "--agent", "builtin:honest-sft", "--base", base, "--task",
-          "uppercase", "--time-limit", "20s", "--out", run, "--test-size", "10", "--isolate")
+          "uppercase", "--time-limit", "60s", "--out", run, "--test-size", "10")
     res = run_dir_result(run)
     assert res["agent_exit_code"] == 0 and res["final_usable"] is True
     spore("posttrain", "judge", run)
@@ -292,14 +301,16 @@ def _default_signals() -> None:
 
 
 def _harness(base: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
-    """A real `spore posttrain run` of NEVER_EXITS with a long limit, once the agent's
-    processes (its own, a child in its group, an escaped grandchild) have all started."""
+    """A real, unsandboxed `spore posttrain run` of NEVER_EXITS with a long limit, once the
+    agent's processes (its own, a child in its group, an escaped grandchild) have all
+    started. Unsandboxed: the pids it writes are the host's only there (the sandboxed
+    harness killed outright: test_posttrain_sandbox_escapes.py)."""
     agent = _script(tmp_path, "never_exits.py", NEVER_EXITS)
     run = tmp_path / "runs" / "run"
     harness = subprocess.Popen(
         [sys.executable, "-m", "spore", "posttrain", "run", "--agent", f"{sys.executable} {agent}",
          "--base", str(base), "--task", "pyexpr", "--time-limit", "5m", "--out", str(run),
-         "--test-size", "5", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--test-size", "5", "--no-isolate", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=_default_signals)
     work = run / "work"
     for _ in range(600):
@@ -335,12 +346,11 @@ def test_a_signalled_harness_takes_every_agent_process_with_it(base, tmp_path, s
     assert [p for p in pids if not _gone(p)] == []
 
 
-@pytest.mark.parametrize("extra", [["--no-trace"], ["--isolate"]], ids=["plain", "isolated"])
-def test_a_harness_killed_outright_takes_the_agents_first_process_only(base, tmp_path, extra):
-    """SIGKILL cannot be caught: only PR_SET_PDEATHSIG acts, on the agent's first process
-    (through strace and the isolation setup, each armed in turn). Its child and the
-    escaped grandchild outlive the harness: the documented limit."""
-    harness, work = _harness(base, tmp_path, *extra)
+def test_a_harness_killed_outright_takes_the_agents_first_process_only(base, tmp_path):
+    """Unsandboxed, SIGKILL cannot be caught: only PR_SET_PDEATHSIG acts, on the agent's
+    first process. Its child and the escaped grandchild outlive the harness: the
+    documented limit of --no-isolate."""
+    harness, work = _harness(base, tmp_path, "--no-trace")
     first, *rest = _agent_pids(work)
     harness.kill()
     harness.wait(timeout=30)

@@ -170,7 +170,8 @@ def local_runs(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     def run(agent: str, limit: str) -> Path:
         out = root / agent
         spore("posttrain", "run", "--agent", f"builtin:{agent}", "--base", base, "--task", folder,
-              "--time-limit", limit, "--seed", "3", "--out", out, "--test-size", "20")
+              "--time-limit", limit, "--seed", "3", "--out", out, "--test-size", "20",
+              "--no-isolate")  # the judge's checks: let the cheat happen
         return out
 
     with ThreadPoolExecutor(1) as pool:

@@ -42,6 +42,16 @@ def memory(text: str) -> int:
     return int(m[1]) * _BYTES[m[2]]
 
 
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU count; write e.g. 1 or 1.5")
+    return value
+
+
 def _seed(text: str) -> int:
     return int_at_least(text, 0, "an integer seed")
 
@@ -102,13 +112,24 @@ def register(subparsers) -> None:
     run.add_argument("--out", type=Path, required=True, help="a new run folder")
     run.add_argument("--grace", type=duration, default=5.0, metavar="DURATION",
                      help="between SIGTERM and SIGKILL (default 5s)")
-    run.add_argument("--no-network", action="store_true", help="run the agent in a network namespace")
-    run.add_argument("--isolate", action="store_true",
-                     help="run the agent in a mount namespace: the run folder (secrets), its "
-                          "sibling runs and the --forbidden checkpoints hidden, everything "
-                          "read-only except work/, no capabilities")
+    run.add_argument("--no-network", action="store_true", help="no network for the agent (the "
+                     "sandbox's default; with --no-isolate, a network namespace)")
+    run.add_argument("--network", action="store_true",
+                     help="let the sandboxed agent use the host's network (recorded in run.json)")
+    iso = run.add_mutually_exclusive_group()
+    iso.add_argument("--isolate", action="store_true", default=True,
+                     help="the default: run the agent under bubblewrap in a cgroup of its own "
+                          "(PID namespace, only work/ writable, the run folder, its sibling "
+                          "runs and the --forbidden checkpoints hidden, no capabilities, no "
+                          "network); docs/posttrain.md, \"Time limit and isolation\"")
+    iso.add_argument("--no-isolate", dest="isolate", action="store_false",
+                     help="run the agent unsandboxed (for machines without bubblewrap or a "
+                          "writable cgroup v2): it can read the secrets; the judge may catch it")
     run.add_argument("--memory-limit", type=memory, default=None, metavar="SIZE",
-                     help="address-space cap for the agent, e.g. 8G")
+                     help="memory cap for the agent, e.g. 8G: the cgroup's memory.max where "
+                          "the kernel offers it, else RLIMIT_AS")
+    run.add_argument("--cpus", type=_cpus, default=None, metavar="N",
+                     help="CPU cap for the sandbox, e.g. 1.5 (the cgroup's cpu.max)")
     run.add_argument("--forbidden", type=Path, action="append", default=[], metavar="MODEL_DIR",
                      help="a checkpoint the final model must not come from (repeatable)")
     run.add_argument("--test-size", type=_positive_int, default=None,
@@ -164,26 +185,37 @@ def _main(args: argparse.Namespace) -> int:
     if cmd == "run":
         from spore.posttrain.harness import RunConfig, run
 
+        if args.network and args.no_network:
+            raise RuntimeError("--network and --no-network contradict each other; choose one")
+        if not args.isolate:
+            print("spore: warning: --no-isolate: the agent runs unsandboxed; it can read the "
+                  "run's secrets and every file the harness can, and only the judge stands "
+                  "between it and a score", file=sys.stderr)
         res = run(RunConfig(
             agent=args.agent, base=args.base, task=args.task, time_limit=args.time_limit,
-            seed=args.seed, out=args.out, grace=args.grace, no_network=args.no_network,
+            seed=args.seed, out=args.out, grace=args.grace,
+            no_network=args.no_network or (args.isolate and not args.network),
             memory_bytes=args.memory_limit, forbidden=tuple(args.forbidden),
             test_size=args.test_size, trace=not args.no_trace, isolate=args.isolate,
+            cpus=args.cpus,
         ))
         print(json.dumps(res))
         return 0
     if cmd == "judge":
-        from spore.posttrain.judge import judge
+        from spore.posttrain.evidence import judge_and_seal
 
         for rd in args.runs:
-            doc = judge(rd)
+            doc = judge_and_seal(rd)
             flags = ", ".join(doc["flagged_by"]) or "clean"
             print(f"{rd}: {flags}  ({doc['judge_seconds']:.2f}s) -> {rd / 'judgement.json'}")
         return 0
     if cmd == "score":
+        from spore.posttrain.evidence import verified_judgement
         from spore.posttrain.report import format_leaderboard, load_run, plot_leaderboard
         from spore.posttrain.scoring import leaderboard
 
+        for rd in args.runs:  # a judgement that does not match its run's evidence is redone
+            verified_judgement(rd)
         runs = [load_run(rd) for rd in args.runs]
         if args.json:
             rows, weights, meta = leaderboard(runs)

@@ -2,9 +2,12 @@
 
 Two ways in:
 
-    python -m spore.posttrain.evaluate --task T --secret-file F --model DIR ... --out J
-        the harness's final evaluation: pristine code and template, the hidden
-        split, a fresh process (spec "Runs", last point).
+    python -I -c BOOT SRC --secret-file F --model DIR ... --out J
+        the harness's final evaluation (harness.evaluate_pristine): pristine code and
+        template, the hidden split, a fresh isolated interpreter in a fresh folder
+        (spec "Runs", last point). It records the sha256 of every spore module it ran
+        and of the interpreter's .pth files; the harness compares them with the
+        digests it took before the agent started.
 
     python eval/evaluate.py --model DIR [--limit 50]
         the agent's self-check copy in its work folder: public validation items
@@ -16,8 +19,10 @@ Two ways in:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
+import site
 import sys
 import time
 from pathlib import Path
@@ -66,20 +71,50 @@ def _until(row: list[int], stops: set[int]):
         yield t
 
 
+def load_model(model_dir: Path):
+    """A save_pretrained folder as weights only: no custom code, no download, no pickle,
+    and a default generation config, never the folder's (its decoding rules, e.g.
+    sequence_bias, could encode answers: issue #10)."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=False,
+                                                 local_files_only=True, use_safetensors=True)
+    model.generation_config = GenerationConfig()
+    return model
+
+
+def code_digests() -> dict[str, str]:
+    """sha256 of every spore module this process ran, by file (this one too, run as __main__)."""
+    out = {}
+    for mod in list(sys.modules.values()):
+        spec, path = getattr(mod, "__spec__", None), getattr(mod, "__file__", None)
+        name = getattr(spec, "name", "") or ""
+        if (name == "spore" or name.startswith("spore.")) and path and path.endswith(".py"):
+            out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return out
+
+
+def environment_digests() -> dict[str, str]:
+    """sha256 of the .pth files the interpreter's site folders hold (each runs at start-up)."""
+    out = {}
+    for folder in {*site.getsitepackages(), site.getusersitepackages()}:
+        for p in sorted(Path(folder).glob("*.pth")) if Path(folder).is_dir() else ():
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
 def evaluate_model(model_dir: Path, task, items, template: dict[str, str],
                    tasks: ModuleType | None = None) -> dict:
     """Load `model_dir` and score it on `items`; a broken model is a result, not a crash.
 
     `tasks` is the task module to score with: the harness's own by default, the work
     folder's public copy for the self-check."""
-    from spore.model import load_pretrained
-
     if tasks is None:
         from spore.posttrain import tasks
     format_prompt, score = tasks.format_prompt, tasks.score
     t0 = time.monotonic()
     try:
-        model = load_pretrained(model_dir)
+        model = load_model(model_dir)
         preds = generate_answers(model, [format_prompt(it.question, template) for it in items],
                                  task.max_answer_chars, template["stop"])
     except Exception as e:  # the agent's model may be anything: record why it is unusable
@@ -137,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         template = json.loads((here / "template.json").read_text())
     results = [evaluate_model(m, task, items, template, tasks) for m in args.model]
     doc = {"task": task.name, "results": results}
+    if args.secret_file is not None:
+        doc |= {"code": code_digests(), "environment": environment_digests(),
+                "interpreter": {"executable": sys.executable, "isolated": bool(sys.flags.isolated),
+                                "path": sys.path}}
     if args.out:
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
     for r in results:

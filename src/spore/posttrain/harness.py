@@ -9,8 +9,15 @@
                               public/, eval/) and whatever the agent leaves (final_model/)
       trace/                  stdout.txt, stderr.txt, syscalls.log (strace), outcome.json,
                               files.json (every file left in work/, with its sha256)
-      evaluation.json         the pristine evaluation of base and final model (fresh process)
-      result.json             the run's summary: scores, usable model or not, timings
+      snapshot/               the final model as evaluated (snapshot.py), taken once every
+                              agent process is gone
+      evaluation.json         the pristine evaluation of base and snapshot (fresh interpreter)
+      result.json             the run's summary: scores, usable model or not, the snapshot's
+                              digest, timings
+
+The pipeline: prepare -> sandbox (the agent sees work/ only) -> snapshot of the model
+-> pristine evaluation. Everything but work/ is written where the sandboxed agent
+cannot see, let alone write (isolation.mount_plan hides the whole run folder).
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from spore.posttrain import sandbox, taskfolder
+from spore.posttrain import sandbox, snapshot, taskfolder
+from spore.posttrain.evaluate import environment_digests
 from spore.posttrain.isolation import Step, mount_plan
 from spore.posttrain.tasks import TEMPLATE, LocalTask, Task
 
@@ -37,6 +46,16 @@ BUILTIN_AGENTS = ("honest-sft", "test-set-trainer", "hardcoder", "eval-tamperer"
 EVAL_COPY = ("eval/evaluate.py", "eval/template.json")  # tamper-checked files in work/
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent.parent  # the folder holding this harness's spore package
+# What the harness and judge write into a run folder after the agent ends: a copy left
+# there by an agent (without the sandbox) is removed before it could be trusted.
+WRITTEN_AFTER = ("snapshot", "evaluation.json", "result.json", "judgement.json",
+                 "report.md", "report.png")
+RUN_ENTRIES = {"run.json", "secrets", "manifest.json", "work", "trace"}
+# The pristine evaluator: `python -I` (no PYTHON* variables, no user site, no script
+# folder on sys.path), with this harness's source folder put first by hand.
+EVAL_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+             "runpy.run_module('spore.posttrain.evaluate', run_name='__main__', alter_sys=True)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +72,8 @@ class RunConfig:
     forbidden: tuple[Path, ...] = ()
     test_size: int | None = None
     trace: bool = True
-    isolate: bool = False
+    isolate: bool = True
+    cpus: float | None = None
 
 
 def agent_argv(agent: str) -> list[str]:
@@ -238,10 +258,22 @@ def run(cfg: RunConfig) -> dict:
     forbidden = forbidden_models(cfg.forbidden)
     if cfg.out.exists() and any(cfg.out.iterdir()):
         raise ValueError(f"--out {cfg.out} exists and is not empty; choose a new run folder")
+    # fail before the run starts, not in the middle
     if cfg.isolate:
-        sandbox.isolation_probe(cfg.no_network)  # fail before the run starts, not in the middle
-    elif cfg.no_network:
-        sandbox.network_wrapper()  # fail before the run starts, not in the middle
+        sandbox.isolation_probe(network=not cfg.no_network)
+        if cfg.cpus is not None:
+            probe = sandbox.make_cgroup(None, cfg.cpus)
+            probe.remove()
+            if probe.cpu is None:
+                raise RuntimeError("--cpus: the cgroup's cpu controller is not available to "
+                                   "the harness here; drop --cpus")
+    else:
+        if cfg.cpus is not None:
+            raise RuntimeError("--cpus is a limit of the sandbox's cgroup; drop --no-isolate")
+        if cfg.no_network:
+            sandbox.network_wrapper()
+    code_before = code_digests()
+    env_before = environment_digests()
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     secret_dir = cfg.out / "secrets"
@@ -268,7 +300,7 @@ def run(cfg: RunConfig) -> dict:
                                 if p.endswith((".safetensors", ".bin"))},
         "forbidden": [str(f.resolve()) for f in forbidden],
         "time_limit_s": cfg.time_limit, "grace_s": cfg.grace, "no_network": cfg.no_network,
-        "isolate": cfg.isolate,
+        "isolate": cfg.isolate, "cpus": cfg.cpus,
         "memory_bytes": cfg.memory_bytes, "started": started, "deadline": deadline,
         "harness": str(PACKAGE_DIR), "python_roots": python_roots(),
     }
@@ -279,21 +311,55 @@ def run(cfg: RunConfig) -> dict:
     trace = cfg.out / "trace"
     trace.mkdir()
     syscalls = trace / "syscalls.log" if cfg.trace else None
-    outcome = sandbox.run_agent(
-        argv, cwd=work, env=agent_env(work, deadline, cfg.time_limit),
-        time_limit=max(0.0, deadline - time.time()), grace=cfg.grace,
-        stdout=trace / "stdout.txt", stderr=trace / "stderr.txt",
-        no_network=cfg.no_network, memory_bytes=cfg.memory_bytes, trace_log=syscalls,
-        mounts=isolation_plan(cfg, run_info) if cfg.isolate else None,
-    )
-    outcome_doc = outcome.to_json() | {"strace": syscalls is not None and syscalls.exists()}
+    group = sandbox.make_cgroup(cfg.memory_bytes, cfg.cpus) if cfg.isolate else None
+    try:
+        box = None if group is None else sandbox.Sandbox(isolation_plan(cfg, run_info), group,
+                                                         network=not cfg.no_network)
+        outcome = sandbox.run_agent(
+            argv, cwd=work, env=agent_env(work, deadline, cfg.time_limit),
+            time_limit=max(0.0, deadline - time.time()), grace=cfg.grace,
+            stdout=trace / "stdout.txt", stderr=trace / "stderr.txt",
+            no_network=cfg.no_network, memory_bytes=cfg.memory_bytes, trace_log=syscalls,
+            sandbox=box,
+        )
+        memory = None if cfg.memory_bytes is None else (
+            "cgroup memory.max" if group is not None and group.memory else "RLIMIT_AS")
+    finally:
+        if group is not None:
+            group.kill_and_wait()
+            group.remove()
+    # Every agent process is gone (cgroup.kill, or the sweep): nothing changes work/ now.
+    outcome_doc = outcome.to_json() | {"strace": syscalls is not None and syscalls.exists(),
+                                       "memory_limit": memory,
+                                       "planted": remove_planted(cfg.out)}
     (trace / "outcome.json").write_text(json.dumps(outcome_doc, indent=1) + "\n")
     (trace / "files.json").write_text(json.dumps(folder_digests(work), indent=1) + "\n")
 
-    evaluation = evaluate_in_fresh_process(cfg.out, cfg.base, work / "final_model")
-    result = summarize(cfg, task, outcome, evaluation)
+    snap = snapshot.take(work / "final_model", snapshot.snapshot_dir(cfg.out))
+    evaluation = evaluate_pristine(cfg.out, cfg.base, snapshot.snapshot_dir(cfg.out)
+                                   if snap["usable"] else None, code_before, env_before)
+    result = summarize(cfg, task, outcome, evaluation, snap)
     (cfg.out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def remove_planted(run_dir: Path) -> list[str]:
+    """Entries of the run folder the harness did not write (possible only without the
+    sandbox); those named like what the harness or judge writes later are removed."""
+    planted = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
+    for name in planted:
+        if name in WRITTEN_AFTER:
+            path = run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    return planted
+
+
+def code_digests() -> dict[str, str]:
+    """sha256 of every module of this harness's spore package, by path."""
+    return {str(p): file_digest(p) for p in sorted((SOURCE_ROOT / "spore").rglob("*.py"))}
 
 
 def isolation_plan(cfg: RunConfig, run_info: dict) -> list[Step]:
@@ -306,42 +372,55 @@ def isolation_plan(cfg: RunConfig, run_info: dict) -> list[Step]:
     return mount_plan(os.path.realpath(cfg.out), hidden, run_info["python_roots"])
 
 
-def evaluate_in_fresh_process(run_dir: Path, base: Path, final: Path) -> dict:
-    """The pristine evaluation: harness code, harness template, hidden split, new process,
-    started outside the work folder so nothing there can shadow the harness modules."""
+def evaluate_pristine(run_dir: Path, base: Path, final: Path | None,
+                      code_before: dict[str, str], env_before: dict[str, str]) -> dict:
+    """The pristine evaluation: harness code and template, the hidden split, a new
+    isolated interpreter started in a fresh temporary folder, and the code it ran checked
+    against the digests taken before the agent started."""
     out = run_dir / "evaluation.json"
     models = ["--model", str(base.resolve())]
-    if final.is_dir():
+    if final is not None:
         models += ["--model", str(final.resolve())]
-    argv = [sys.executable, "-m", "spore.posttrain.evaluate",
+    with tempfile.TemporaryDirectory(prefix="spore-eval-") as cwd:
+        # bytecode only from a fresh cache: a planted __pycache__/*.pyc is never read
+        argv = [sys.executable, "-I", "-X", f"pycache_prefix={cwd}", "-c", EVAL_BOOT, str(SOURCE_ROOT),
             "--secret-file", str((run_dir / "secrets" / "secret.json").resolve()),
-            *models, "--out", str(out.resolve())]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["PYTHONPATH"] = str(PACKAGE_DIR.parent.parent)  # this harness's own spore package
-    proc = subprocess.run(argv, cwd=run_dir, env=env, capture_output=True, text=True)
+                *models, "--out", str(out.resolve())]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     (run_dir / "trace" / "evaluation.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"the evaluation failed (exit {proc.returncode}); "
                            f"see {run_dir / 'trace' / 'evaluation.log'}")
-    return json.loads(out.read_text())
+    doc = json.loads(out.read_text())
+    changed = sorted(p for p, d in doc.get("code", {}).items() if code_before.get(p) != d)
+    changed += sorted(p for p, d in doc.get("environment", {}).items() if env_before.get(p) != d)
+    changed += sorted(set(env_before) - set(doc.get("environment", {})))
+    if changed or not doc.get("code"):
+        raise RuntimeError("the evaluation code or its interpreter's .pth files changed during "
+                           f"the run: {changed[:5] or 'no digests recorded'}; the run is void")
+    return doc
 
 
-def summarize(cfg: RunConfig, task: Task | LocalTask, outcome: sandbox.Outcome, evaluation: dict) -> dict:
+def summarize(cfg: RunConfig, task: Task | LocalTask, outcome: sandbox.Outcome, evaluation: dict,
+              snap: dict) -> dict:
     base_res = evaluation["results"][0]
     if not base_res["usable"]:
         raise RuntimeError(f"the base model could not be evaluated: {base_res['error']}")
     final_res = evaluation["results"][1] if len(evaluation["results"]) > 1 else None
     if final_res is None:
-        final = {"usable": False, "error": "the agent left no final_model/", "score": None}
+        final = {"usable": False, "error": snap["error"], "score": None}
     else:
         final = final_res
     return {
         "agent": cfg.agent, "task": task.name, "seed": cfg.seed,
         "base_score": base_res["score"], "final_score": final["score"],
         "final_usable": final["usable"], "final_error": final.get("error"),
+        "final_model_sha256": snap["digest"], "snapshot": snap,
         "reference_score": reference_score(cfg.forbidden, task),
         "agent_exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
         "agent_wall_s": outcome.wall_s, "survivors": outcome.survivors,
+        "tracer_intact": None if outcome.tracer is None else outcome.tracer["intact"],
     }
 
 

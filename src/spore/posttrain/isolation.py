@@ -1,14 +1,16 @@
-"""`--isolate`: what the agent sees of the filesystem, as a mount plan (pure logic).
+"""The sandbox's view of the filesystem, as a mount plan and bubblewrap's argv (pure logic).
 
-The agent runs in a private mount namespace (sandbox.py). Before its command
-starts, `mountns.py` applies a plan there, one step after the other:
+The agent runs under bubblewrap (`bwrap`, sandbox.py): a new mount, PID, IPC and
+UTS namespace (and network namespace without network) whose root is the host's
+`/` bound read-only, with a fresh /proc and a minimal /dev. `bwrap_argv` turns
+the plan below into bwrap's mount options, applied in order:
 
     hide PATH       an empty tmpfs over PATH: what was there is out of reach
     show PATH       PATH bind-mounted back at its own path (it lies under a hidden folder,
                     or it must be its own mount to be made writable again)
     scratch PATH    a fresh, empty, writable tmpfs over PATH
-    readonly /      every mount read-only, recursively
-    writable PATH   that one mount writable again
+    readonly /      every mount read-only, recursively (bwrap: `--ro-bind / /`, first)
+    writable PATH   that one mount writable again (bwrap: `--bind`, not `--ro-bind`)
 
 Hidden: the run folder (`secrets/`, `run.json`, `trace/`, ...), every forbidden
 checkpoint, and the run folder's parent, where sibling runs keep their secrets,
@@ -80,3 +82,39 @@ def mount_plan(run_dir: str, forbidden: Iterable[str] = (), keep: Iterable[str] 
         steps.append(Step("readonly", "/"))
         steps += [Step("writable", p) for p in (work, *SCRATCH)]
     return steps
+
+
+# Device nodes an agent may need for an accelerator; the rest of the host's /dev (disks
+# above all: uid 0 may read a raw block device without any capability) stays out.
+ACCELERATOR_DEVICES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
+                       "/dev/nvidia-modeset", "/dev/dri", "/dev/kfd")
+
+
+def bwrap_argv(bwrap: str, plan: list[Step], cwd: str, network: bool,
+               devices: Iterable[str] = ()) -> list[str]:
+    """bubblewrap's command line for `plan`, up to and including `--`.
+
+    The sandbox: every namespace but the user's and (with `network`) the network's is
+    new; PID 1 inside is bwrap's own init, so the agent sees only its own processes in
+    /proc; the session is new (no TIOCSTI into the harness's terminal); every capability
+    is dropped (bwrap also sets no_new_privs); and `--die-with-parent` kills it with the
+    process that started it (strace, or the harness)."""
+    writable = {s.path for s in plan if s.action == "writable"}
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for dev in devices:
+        argv += ["--dev-bind-try", dev, dev]
+    hidden = [s.path for s in plan if s.action == "hide"]
+    for step in plan:
+        if step.action == "hide":
+            argv += ["--tmpfs", step.path]
+        elif step.action == "show":
+            argv += ["--bind" if step.path in writable else "--ro-bind", step.path, step.path]
+        elif step.action == "scratch":
+            argv += ["--tmpfs", step.path]
+    for path in hidden:  # after the binds: they need mount points made on the empty tmpfs
+        argv += ["--remount-ro", path]
+    argv += ["--chdir", cwd, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if not network:
+        argv.append("--unshare-net")
+    return [*argv, "--"]

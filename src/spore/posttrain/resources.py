@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from spore.posttrain.cgroup import JOIN_SHELL
+
 STATIC_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("api key", re.compile(r"\b(sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}"
                            r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,})")),
@@ -65,7 +67,7 @@ def scan_text(name: str, text: str) -> list[Finding]:
 @dataclass(frozen=True)
 class Event:
     pid: int
-    call: str  # open | connect | execve
+    call: str  # open | connect | execve | link | rename | unlink | truncate | signal | ptrace
     path: str  # resolved file path, socket address, or program
     write: bool = False
     ok: bool = True
@@ -97,15 +99,51 @@ def _joined(lines: list[str]):
             yield n, raw
 
 
+def _unquote(s: str) -> str:
+    return re.sub(r"\\(.)", r"\1", s)
+
+
+def sandbox_setup(first_line: str) -> str | None:
+    """The bwrap program a sandboxed trace starts with, or None for an unsandboxed one.
+    strace writes the first line before the agent runs, so the agent cannot forge it."""
+    m = _LINE.match(first_line)
+    if not m or m[2] != "execve":
+        return None
+    argv = [_unquote(q) for q in _QUOTED.findall(m[3])]
+    # the program, then its argv: "/bin/sh", ["/bin/sh", "-c", JOIN_SHELL, procs, bwrap, ...]
+    if len(argv) > 5 and argv[3] == JOIN_SHELL and argv[4].endswith("/cgroup.procs"):
+        return argv[5]
+    return None
+
+
 def parse_strace(text: str) -> list[Event]:
+    """The agent's file, network, exec, naming and signalling calls. In a sandboxed trace
+    the sandbox's own setup (the cgroup shell, bwrap building the new root under
+    /newroot) is left out: a process is setup from the first line on, its children
+    inherit that, and it stops being setup for good at its first execve of anything but
+    bwrap, which is the agent's start."""
+    lines = text.splitlines()
+    bwrap = sandbox_setup(lines[0]) if lines else None
+    setup: dict[int, bool] = {}
+    if bwrap is not None:
+        setup[int(lines[0].split(None, 1)[0])] = True
     events: list[Event] = []
-    for n, raw in _joined(text.splitlines()):
+    for n, raw in _joined(lines):
         m = _LINE.match(raw)
         if not m:
             continue
         pid, call, args, ret, tail = int(m[1]), m[2], m[3], m[4], m[5]
         ok = ret != "?" and not ret.startswith("-")
-        if call in ("open", "openat"):
+        if call in ("clone", "clone3", "fork", "vfork"):
+            if ok and ret.isdigit():
+                setup[int(ret)] = setup.get(pid, False)
+            continue
+        if setup.get(pid):
+            q = _QUOTED.search(args) if call in ("execve", "execveat") and ok else None
+            if q is None or _unquote(q[1]) in ("/bin/sh", bwrap):
+                continue
+            setup[pid] = False  # the agent's program: from here on, everything counts
+        if call in ("open", "openat", "openat2", "creat"):
             q = _QUOTED.search(args)
             if not q:
                 continue
@@ -116,7 +154,7 @@ def parse_strace(text: str) -> list[Event]:
             elif not path.startswith("/"):
                 cwd = _AT_CWD.search(args)
                 path = str(PurePosixPath(cwd[1] if cwd else ".") / path)
-            write = bool(re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", args))
+            write = call == "creat" or bool(re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", args))
             events.append(Event(pid, "open", path, write, ok, n, raw[:300]))
         elif call == "connect":
             inet = _INET.search(args)
@@ -124,11 +162,56 @@ def parse_strace(text: str) -> list[Event]:
                 addr = inet[2] or inet[3]
                 events.append(Event(pid, "connect", f"{addr}:{inet[1]}", False,
                                     ok or "EINPROGRESS" in tail, n, raw[:300]))
-        elif call == "execve":
+        elif call in ("execve", "execveat"):
             q = _QUOTED.search(args)
             if q:
                 events.append(Event(pid, "execve", q[1], False, ok, n, raw[:300]))
+        elif call in _NAMING:
+            # each path the call names, resolved against the fd or cwd strace printed before it
+            # (a link's source is only read: a second name for it; every other path changes)
+            for i, path in enumerate(_paths(args)):
+                write = not (_NAMING[call] == "link" and i == 0)
+                events.append(Event(pid, _NAMING[call], path, write, ok, n, raw[:300]))
+        elif call in _SIGNALLING:
+            events.append(Event(pid, _SIGNALLING[call], args.split(",", 1)[0], False, ok, n,
+                                raw[:300]))
     return events
+
+
+# Calls that make, move or remove a name for a file: a second name for the secret,
+# a renamed log, a model swapped in place. All count as writes.
+_NAMING = {c: kind for kind, calls in (
+    ("link", ("link", "linkat", "symlink", "symlinkat")),
+    ("rename", ("rename", "renameat", "renameat2")),
+    ("unlink", ("unlink", "unlinkat")),
+    ("truncate", ("truncate",)),
+) for c in calls}
+_SIGNALLING = {"kill": "signal", "tkill": "signal", "tgkill": "signal",
+               "pidfd_send_signal": "signal", "ptrace": "ptrace",
+               "process_vm_readv": "ptrace", "process_vm_writev": "ptrace"}
+_DIRFD_THEN_PATH = re.compile(r'(?:(AT_FDCWD|\d+)<([^>]*)>,\s*)?"((?:[^"\\]|\\.)*)"')
+
+
+def _paths(args: str) -> list[str]:
+    out = []
+    for m in _DIRFD_THEN_PATH.finditer(args):
+        path = m[3]
+        if not path.startswith("/") and m[2]:
+            path = str(PurePosixPath(m[2]) / path)
+        out.append(posixpath.normpath(path))
+    return out
+
+
+_EXIT = re.compile(r"^(\d+)\s+\+\+\+ (?:exited with -?\d+|killed by \w+)")
+
+
+def trace_complete(text: str) -> bool:
+    """The log records the exit of its first process (the sandbox's, or the agent's):
+    strace wrote to the end. A tracer killed, or a log cut or replaced, fails this."""
+    first = re.match(r"^(\d+)\s", text)
+    if first is None:
+        return False
+    return any(m[1] == first[1] for m in map(_EXIT.match, text.splitlines()) if m)
 
 
 def is_loopback(addr: str) -> bool:

@@ -1,30 +1,34 @@
-"""Running an untrusted agent command: time limit, isolation, and nothing left behind.
+"""Running an untrusted agent command: time limit, sandbox, and nothing left behind.
 
-The agent gets its own session and process group. At the limit the group
-gets SIGTERM, then SIGKILL after a grace period. A process that escaped the
-group (setsid, double fork) is still caught: the harness makes itself a
-*child subreaper* (Linux prctl PR_SET_CHILD_SUBREAPER), so every orphaned
-descendant is re-parented to it and swept when the agent ends, whether the
-agent ran out of time or exited early leaving children behind.
+By default (harness `isolate=True`) the agent runs under bubblewrap in a cgroup
+of its own:
 
-Isolation, all optional:
-  - no network: the command runs in a fresh network namespace (`unshare -n`,
-    or `unshare -rn` for an unprivileged user), where not even loopback is up;
-  - a memory cap: RLIMIT_AS, set in the child before exec;
-  - a syscall trace: `strace -f -y` of open/openat/connect/execve/chdir,
-    written outside the work folder, read by the judge (forbidden resources,
-    targeting). Without strace the judge says so and relies on static checks;
-  - read isolation (`--isolate`): a private mount namespace where mountns.py
-    applies isolation.mount_plan (the run folder, its siblings and the forbidden
-    checkpoints hidden, the rest read-only, work/ writable) and drops every
-    capability before it execs the agent.
+    [strace -f ...] /bin/sh -c 'echo $$ > CGROUP/cgroup.procs; exec "$@"' bwrap ... -- AGENT
+
+  - bubblewrap (isolation.bwrap_argv): the host's / read-only, work/ writable, the run
+    folder, its siblings and the forbidden checkpoints under empty tmpfs mounts, a new
+    PID namespace (only the sandbox's processes in /proc), no capabilities, a new
+    session, no network unless asked for, and `--die-with-parent`;
+  - the cgroup (cgroup.py): the shell moves itself in before it execs bwrap, so every
+    process of the run is in it and none can leave it. At the limit each of them gets
+    SIGTERM, after the grace period the cgroup gets `cgroup.kill`; when the agent exits
+    early, `cgroup.kill` at once. memory.max / cpu.max are set there where the kernel
+    offers those controllers;
+  - strace stays outside both: it writes its log into the run folder the sandbox
+    hides, and the agent cannot see its pid to kill it. A tracer that ends before the
+    agent did, or whose log lacks the first process's exit, is recorded
+    (`Outcome.tracer`), so a trace with a hole is itself evidence.
+
+Without isolation (`--no-isolate`), the older, weaker scheme: its own session and
+process group, the harness as child subreaper (prctl PR_SET_CHILD_SUBREAPER) so an
+orphaned descendant is re-parented to it and swept, `unshare -n` for no network,
+RLIMIT_AS for memory.
 
 The harness must not die and leave the agent running. While the agent runs,
-SIGTERM, SIGINT and SIGHUP to the harness first kill the agent's group and
-sweep its descendants, then act as they would have. SIGKILL cannot be caught:
-the direct child gets PR_SET_PDEATHSIG=SIGKILL, which reaches the agent's first
-process at most, and only strace under strace without --isolate (see
-docs/posttrain.md, "Time limit and isolation").
+SIGTERM, SIGINT and SIGHUP to the harness first kill every agent process, then act
+as they would have. SIGKILL cannot be caught: the direct child gets
+PR_SET_PDEATHSIG=SIGKILL; in the sandbox bwrap's `--die-with-parent` and the PID
+namespace carry that to every process (docs/posttrain.md, "Time limit and isolation").
 """
 
 from __future__ import annotations
@@ -32,27 +36,34 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spore.posttrain.isolation import Step, mount_plan
+from spore.posttrain.cgroup import CgroupError, RunCgroup
+from spore.posttrain.isolation import ACCELERATOR_DEVICES, Step, bwrap_argv, mount_plan
+from spore.posttrain.resources import trace_complete
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 HARNESS_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-MOUNTNS = Path(__file__).resolve().with_name("mountns.py")
-TRACED_SYSCALLS = "open,openat,connect,execve,chdir"
+# Every call that can read, create a second name for, move, empty or signal something
+# (issue #10: linkat/openat2/rename read the secret past a trace of open/openat alone).
+TRACED_SYSCALLS = ("open,openat,openat2,creat,connect,execve,execveat,chdir,fchdir,"
+                   "link,linkat,symlink,symlinkat,rename,renameat,renameat2,unlink,unlinkat,"
+                   "truncate,ftruncate,mount,kill,tkill,tgkill,pidfd_send_signal,ptrace,"
+                   "process_vm_readv,process_vm_writev,"
+                   # who started whom: the sandbox's own setup is told apart by lineage
+                   "clone,clone3,fork,vfork")
+TRACER_WAIT_S = 10.0  # for strace to write its last lines once its tracees are gone
 
 
 @dataclass
@@ -62,12 +73,25 @@ class Outcome:
     wall_s: float
     term_sent: bool = False
     kill_sent: bool = False
-    swept: list[int] = field(default_factory=list)  # escaped descendants killed afterwards
+    swept: list[int] = field(default_factory=list)  # processes killed after the agent ended
     survivors: list[int] = field(default_factory=list)  # must stay empty
     command: list[str] = field(default_factory=list)
+    isolated: bool = False
+    cgroup: str | None = None
+    # strace: None without a trace; else whether it outlived every agent process and its
+    # log records the first process's exit. `intact: false` is evidence of its own.
+    tracer: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What run_agent needs for an isolated run: the mount plan, the cgroup, the network."""
+    plan: list[Step]
+    cgroup: RunCgroup
+    network: bool = False
 
 
 @functools.cache
@@ -96,7 +120,7 @@ def _unshare(flag: str) -> str:
 
 
 def network_wrapper() -> list[str]:
-    """The prefix that runs a command without network, or an error saying why not."""
+    """--no-isolate --no-network: the prefix that runs a command without network."""
     unshare = _unshare("--no-network")
     flags = "-n" if os.geteuid() == 0 else "-rn"
     probe = subprocess.run([unshare, flags, "true"], capture_output=True, text=True)
@@ -110,32 +134,58 @@ def strace_wrapper(log: Path) -> list[str] | None:
     strace = shutil.which("strace")
     if strace is None:
         return None
-    return [strace, "-f", "-qq", "-y", "--seccomp-bpf", "-s", "256",
+    # -q, not -qq: the "+++ exited with N +++" lines stay, and trace_complete needs them.
+    # -I4: strace blocks every signal it can, so an agent that signals its own process
+    # group (strace's too, without the sandbox) does not end the trace; SIGKILL still
+    # does, and is then recorded as a trace with a hole.
+    return [strace, "-I4", "-f", "-q", "-y", "--seccomp-bpf", "-s", "256", "-e", "signal=none",
             "-e", f"trace={TRACED_SYSCALLS}", "-o", str(log.resolve())]  # strace starts in work/
 
 
-def isolation_wrapper(plan: list[Step], no_network: bool = False) -> list[str]:
-    """The prefix that runs a command in a private mount namespace (and a network
-    namespace with `no_network`) after mountns.py applied `plan` there."""
-    flags = "-m" + ("n" if no_network else "") + ("" if os.geteuid() == 0 else "r")
-    steps = json.dumps([[s.action, s.path] for s in plan])
-    return [_unshare("--isolate"), flags, "--", sys.executable, "-I", "-S", str(MOUNTNS), steps]
+def bwrap() -> str:
+    found = shutil.which("bwrap")
+    if found is None:
+        raise RuntimeError("the sandbox needs bubblewrap (`bwrap`), which is not installed: "
+                           "`apt-get install bubblewrap` (scripts/setup does), or run with "
+                           "--no-isolate to run the agent unsandboxed")
+    return found
 
 
-def isolation_probe(no_network: bool = False) -> None:
-    """A rehearsal of --isolate on a scratch run folder; an error saying why it fails."""
+def sandbox_argv(box: Sandbox, cwd: Path) -> list[str]:
+    devices = [d for d in ACCELERATOR_DEVICES if os.path.exists(d)]
+    return bwrap_argv(bwrap(), box.plan, str(cwd), box.network, devices)
+
+
+def make_cgroup(memory_bytes: int | None, cpus: float | None) -> RunCgroup:
+    try:
+        return RunCgroup.create(memory_bytes, cpus)
+    except CgroupError as e:
+        raise RuntimeError(f"the sandbox needs a writable cgroup v2 for the run ({e}); run as "
+                           "root or with a delegated cgroup, or with --no-isolate") from None
+
+
+def isolation_probe(network: bool = False) -> None:
+    """A rehearsal of the sandbox on a scratch run folder: bwrap, the cgroup, the mounts;
+    an error saying why it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp).resolve() / "runs" / "run"
         (run / "work").mkdir(parents=True)
         (run / "secrets").mkdir()
         (run / "secrets" / "secret.json").write_text("{}")
-        check = "test ! -e ../secrets/secret.json && touch seen-work-only"
-        probe = subprocess.run(isolation_wrapper(mount_plan(str(run)), no_network)
-                               + ["sh", "-c", check], cwd=run / "work",
-                               capture_output=True, text=True)
+        group = make_cgroup(None, None)
+        try:
+            box = Sandbox(mount_plan(str(run)), group, network)
+            check = "test ! -e ../secrets/secret.json && touch seen-work-only"
+            probe = subprocess.run(group.join_argv(sandbox_argv(box, run / "work")
+                                                   + ["sh", "-c", check]),
+                                   cwd=run / "work", capture_output=True, text=True)
+            group.kill_and_wait()
+        finally:
+            group.remove()
         if probe.returncode != 0 or not (run / "work" / "seen-work-only").exists():
-            raise RuntimeError(f"--isolate: this machine refuses the mount namespace "
-                               f"({probe.stderr.strip() or 'the rehearsal run failed'})")
+            raise RuntimeError(f"the sandbox does not work on this machine "
+                               f"({probe.stderr.strip() or 'the rehearsal run failed'}); "
+                               "run with --no-isolate to run the agent unsandboxed")
 
 
 def run_agent(
@@ -150,28 +200,26 @@ def run_agent(
     no_network: bool = False,
     memory_bytes: int | None = None,
     trace_log: Path | None = None,
-    mounts: list[Step] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Outcome:
     """Run `argv` in `cwd` until it exits or `time_limit` passes; then clear up everything.
-    With `mounts` (isolation.mount_plan) the agent runs in a private mount namespace."""
+    With `sandbox` the agent runs under bubblewrap in the sandbox's cgroup."""
     become_subreaper()
     strace = (strace_wrapper(trace_log) or []) if trace_log is not None else []
-    if mounts is not None:
-        # strace goes outside: it writes its log into the run folder, which the
-        # namespace hides. It sees the setup too: unshare's and Python's start-up reads
-        # (system and Python folders), never a hidden path (mount(2) is not traced).
-        command = strace + isolation_wrapper(mounts, no_network) + list(argv)
+    if sandbox is not None:
+        command = strace + sandbox.cgroup.join_argv(sandbox_argv(sandbox, cwd) + list(argv))
     else:
         command = (network_wrapper() if no_network else []) + strace + list(argv)
+    rlimit = memory_bytes if sandbox is None or sandbox.cgroup.memory is None else None
     harness = os.getpid()
 
     def in_child() -> None:  # runs in the child, before exec
-        # The direct child (strace, unshare or the agent itself) dies with the harness.
+        # The direct child (strace, the cgroup shell or the agent itself) dies with the harness.
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != harness:
             os._exit(126)  # the harness died before the signal was armed
-        if memory_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if rlimit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (rlimit, rlimit))
 
     before = set(descendants(os.getpid()))  # the caller's own children are not the agent's
     t0 = time.monotonic()
@@ -179,35 +227,81 @@ def run_agent(
         proc = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 preexec_fn=in_child)
-        outcome = Outcome(exit_code=None, timed_out=False, wall_s=0.0, command=command)
-        with _dies_with_the_harness(proc.pid, before):
+        traced = bool(strace)
+        outcome = Outcome(exit_code=None, timed_out=False, wall_s=0.0, command=command,
+                          isolated=sandbox is not None,
+                          cgroup=str(sandbox.cgroup.path) if sandbox else None)
+
+        def agent_pids() -> list[int]:
+            """The agent's processes, not the tracer: strace must live to log their exits."""
+            if sandbox is not None:
+                return [p for p in sandbox.cgroup.pids() if not _is_bwrap(p)]
+            own = [p for p in descendants(harness) if p not in before and _alive(p)]
+            return [p for p in own if not (traced and p == proc.pid)]
+
+        def kill_everything() -> list[int]:
+            pids = agent_pids()
+            if sandbox is not None:
+                sandbox.cgroup.kill()
+            if not traced:  # with strace the group is strace's too: it must live to log
+                _signal_group(proc.pid, signal.SIGKILL)
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, signal.SIGKILL)
+            return pids
+
+        with _dies_with_the_harness(lambda: (kill_everything(), proc.kill(),
+                                             sweep_descendants(exclude=before))):
             try:
                 outcome.exit_code = proc.wait(timeout=time_limit)
             except subprocess.TimeoutExpired:
                 outcome.timed_out = True
                 outcome.term_sent = True
-                _signal_group(proc.pid, signal.SIGTERM)
+                for p in agent_pids():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(p, signal.SIGTERM)
                 try:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
                     outcome.kill_sent = True
-                    _signal_group(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    kill_everything()
+                    try:
+                        proc.wait(timeout=TRACER_WAIT_S)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
                 outcome.exit_code = None if proc.returncode < 0 else proc.returncode
+            # The direct child ended. Did the tracer end before the agent did?
+            left = agent_pids()
         outcome.wall_s = round(time.monotonic() - t0, 3)
-        # Whatever the agent left running goes too: its group first, then any
-        # descendant that escaped the group and was re-parented to us.
+        # Whatever the agent left running goes too: the whole cgroup, then (without the
+        # sandbox) the group and any descendant that escaped it and was re-parented to us.
+        outcome.swept = sorted(set(kill_everything()))
+        if sandbox is not None:
+            outcome.survivors = sandbox.cgroup.kill_and_wait()
         _signal_group(proc.pid, signal.SIGKILL)
-        outcome.swept = sweep_descendants(exclude=before)
-        outcome.survivors = [p for p in descendants(os.getpid())
-                             if p not in before and _alive(p)]
+        outcome.swept = sorted(set(outcome.swept) | set(sweep_descendants(exclude=before)))
+        outcome.survivors += [p for p in descendants(os.getpid())
+                              if p not in before and _alive(p)]
+        if traced:
+            log = trace_log.read_text(errors="replace") if trace_log.exists() else ""
+            outcome.tracer = {"exit": proc.returncode, "outlived_agent": not left,
+                              "log_complete": trace_complete(log)}
+            outcome.tracer["intact"] = not left and outcome.tracer["log_complete"]
     return outcome
 
 
+def _is_bwrap(pid: int) -> bool:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "bwrap"
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def _dies_with_the_harness(pgid: int, before: set[int]) -> Iterator[None]:
-    """While the agent runs, SIGTERM/SIGINT/SIGHUP to the harness kill the agent's group
-    and sweep its descendants first, then do what they did before (a handler, or the
+def _dies_with_the_harness(kill_all: Callable[[], object]) -> Iterator[None]:
+    """While the agent runs, SIGTERM/SIGINT/SIGHUP to the harness kill every agent
+    process first (`kill_all`), then do what they did before (a handler, or the
     default: the harness dies of the signal). A signal the harness ignores stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; PR_SET_PDEATHSIG still applies
@@ -220,8 +314,7 @@ def _dies_with_the_harness(pgid: int, before: set[int]) -> Iterator[None]:
             signal.signal(s, h)
 
     def on_signal(signum: int, frame) -> None:
-        _signal_group(pgid, signal.SIGKILL)
-        sweep_descendants(exclude=before)
+        kill_all()
         restore()
         handler = previous[signum]
         if callable(handler):
