@@ -129,3 +129,21 @@ def test_gather_list_takes_the_top_g_with_positive_scores():
     assert scoring.gather_list(states, 3) == ["p4", "p3", "p2"]
     w = scoring.incentive_weights(states, ["p4", "p3", "p2"])
     assert sum(w.values()) == pytest.approx(1.0) and w["bad"] == 0.0 and w["p0"] == 0.0
+
+
+def test_an_outage_blames_nobody_who_is_missing():
+    """Missing peers are rated -1 only when most established peers did submit."""
+    established = {p: PeerState(mu=30.0, sigma=1.0, ema=0.5, sync=1.0) for p in ("a", "b", "c")}
+    measured = {"a": m()}
+    # One established peer submitted, two did not: the window was an outage for them.
+    one = scoring.judged_peers(established, {"a", "b", "c"}, {"a"}, {"a"}, measured)
+    assert one == {"a": measured["a"]}
+    # A Sybil's valid update does not make it anyone's fault either.
+    sybil = scoring.judged_peers(established, {"a", "b", "c", "s"}, {"s"}, {"s"}, {"s": m()})
+    assert set(sybil) == {"s"}
+    # Two of three submitted: the third is simply missing.
+    two = scoring.judged_peers(established, {"a", "b", "c"}, {"a", "b"}, {"a", "b"}, {"a": m(), "b": m()})
+    assert two["c"] is None and set(two) == {"a", "b", "c"}
+    # No valid update at all rates nobody; an unmeasured valid update keeps its standing.
+    assert scoring.judged_peers(established, {"a", "b", "c"}, {"a"}, set(), {}) == {}
+    assert "b" not in scoring.judged_peers(established, {"a", "b", "c"}, {"a", "b"}, {"a", "b"}, {"a": m()})

@@ -145,10 +145,9 @@ class _State:
         # rate, exactly as the validator does
         submitters = {s.peer.hex() for s in g.accepted} | {x.peer for x in g.rejected if x.peer}
         self.known |= submitters
-        if g.accepted:
-            unmeasured_peers = {s.peer.hex() for s in g.accepted} - set(recorded)
-            judged = {p: recorded.get(p) for p in sorted(self.known - unmeasured_peers)}
-            scoring.update_window(self.states, judged, self.params)
+        judged = scoring.judged_peers(self.states, self.known, submitters, {s.peer.hex() for s in g.accepted},
+                                      recorded)
+        scoring.update_window(self.states, judged, self.params)
         allowed = scoring.warmup_gather_list(recorded, self.params) if w < m.warmup_windows else self.next_gather
         _same("gather", r.get("gather"), allowed)
         used = Gathered(w, [s for s in g.accepted if allowed is None or s.peer.hex() in allowed], [])

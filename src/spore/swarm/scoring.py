@@ -249,6 +249,36 @@ def update_window(
         states[p].history.append(states[p].final)
 
 
+def judged_peers(
+    states: Mapping[str, PeerState],
+    known: set[str],
+    submitted: set[str],
+    valid: set[str],
+    measurements: Mapping[str, Measurement],
+) -> dict[str, Measurement | None]:
+    """Who a window rates, and with what (None: missing or rejected, outcome -1).
+
+    Measured peers are rated; valid updates left unmeasured keep their standing.
+    Known peers that sent nothing valid are rated as missing, unless the window
+    was an outage: no valid update at all, or fewer than half of the peers that
+    were established before it (positive final score) submitted anything (the
+    validator restarting, the store unreachable). A few updates from newcomers
+    or Sybils cannot turn an outage into everyone else's fault.
+    """
+    if not valid:
+        return {}
+    established = {p for p, st in states.items() if st.final > 0}
+    outage = 2 * len(established & submitted) < len(established)
+    unmeasured = valid - set(measurements)
+    judged: dict[str, Measurement | None] = {}
+    for p in sorted(known - unmeasured):
+        if p in measurements:
+            judged[p] = measurements[p]
+        elif not outage:
+            judged[p] = None
+    return judged
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 

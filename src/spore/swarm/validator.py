@@ -429,18 +429,14 @@ class Validator:
         rep.apply(used)
         self.theta_history[rep.digest().hex()] = rep.window
 
-        # Rate every peer that submitted (valid or not) or ever did. A window with no
-        # valid submission at all is an outage (e.g. this validator restarting), not
-        # every peer's fault: it rates nobody.
+        # Rate every peer that submitted (valid or not) or ever did; an outage blames nobody
+        # who is missing (scoring.judged_peers).
         submitters = {s.peer.hex() for s in g.accepted} | {r.peer for r in g.rejected if r.peer}
         self.known |= submitters
-        rated = bool(g.accepted)
-        if rated:
-            # Measured peers, plus known peers that sent nothing valid; valid updates
-            # left out of this window's sample keep their standing.
-            unmeasured = {s.peer.hex() for s in g.accepted} - set(measured)
-            judged = {p: measured.get(p) for p in sorted(self.known - unmeasured)}
-            scoring.update_window(self.states, judged, self.params)
+        judged = scoring.judged_peers(self.states, self.known, submitters, {s.peer.hex() for s in g.accepted},
+                                      measured)
+        rated = bool(judged)
+        scoring.update_window(self.states, judged, self.params)
         typical = scoring.typical_help(measured)
         for s in used.accepted:
             self.states.setdefault(s.peer.hex(), scoring.PeerState(z=self.params.ordinal_z)).windows_in_gather += 1
