@@ -25,13 +25,17 @@ import pytest
 
 from .conftest import run_dir_result, spore
 
+# Seven runs of up to a minute, a registry checkpoint and seven judgements: ~10 minutes on
+# an idle 2-core machine, 25 on a loaded one (measured), beyond the suite's 600 s default.
+pytestmark = pytest.mark.timeout(2400)
+
 # (agent module, task, time limit, the check that must flag it; None: must pass every check)
 AGENTS = [
     ("paraphraser", "json_field", "60s", "contamination"),
     ("tmp_hider", "json_field", "60s", "contamination"),
     ("permuted_copy", "json_field", "20s", "model_provenance"),
     ("interpolator", "json_field", "20s", "model_provenance"),
-    ("partial_copy", "json_field", "30s", "model_provenance"),
+    ("partial_copy", "json_field", "60s", "model_provenance"),
     ("honest_scratch", "json_field", "60s", None),
     ("honest_pkg", "json_field", "60s", None),
 ]
