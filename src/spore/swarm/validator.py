@@ -503,19 +503,39 @@ def randomness_root(identity: Identity, run_id: str) -> bytes:
 
 def screen_scores(rep: Replica, accepted: list[Submission], rows: np.ndarray) -> dict[str, float]:
     """Per update, the first-order relative loss change it makes on `rows`:
-    outer_lr * <grad loss(rows), update> / loss(rows) (positive: it descends)."""
+    outer_lr * <grad loss(rows), update> / loss(rows) (positive: it descends).
+
+    One backward pass per window; then each update costs a gather of the
+    gradient at its kept positions (about topk / chunk of the model), not a
+    dense decode, so screening a flood stays cheap.
+    """
+    p = rep.manifest.codec
     rep.model.eval()
     rep.model.zero_grad(set_to_none=True)
     loss = M.lm_loss(rep.model, rows)
     loss.backward()
-    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in rep.params()]
+    grads = []
+    for prm, plan in zip(rep.params(), rep.plans, strict=True):
+        g = torch.zeros(plan.shape, dtype=torch.float64) if prm.grad is None else prm.grad.detach().double()
+        grads.append(g.reshape(-1) if plan.mode == codec.DENSE else codec.to_chunks(g, plan, p))
     rep.model.zero_grad(set_to_none=True)
     scale = rep.manifest.train.outer_lr / float(loss.detach())
     out = {}
     with torch.no_grad():
         for s in accepted:
-            dot = sum(float((gr * codec.decompress(u, rep.manifest.codec)).sum(dtype=torch.float64))
-                      for gr, u in zip(grads, s.update, strict=True))
+            dot = 0.0
+            for g, u in zip(grads, s.update, strict=True):
+                if u.plan.mode == codec.DENSE:
+                    assert u.values is not None
+                    dot += float((g * u.values.reshape(-1).to(torch.float64)).sum())
+                    continue
+                assert u.indices is not None and u.codes is not None and u.lut is not None
+                full, tail = g
+                lut = u.lut.to(torch.float64)
+                dot += float((full.gather(1, u.indices.long()) * lut[u.codes.long()]).sum())
+                if u.plan.tail:
+                    assert u.tail_indices is not None and u.tail_codes is not None
+                    dot += float((tail.gather(1, u.tail_indices.long()) * lut[u.tail_codes.long()]).sum())
             out[s.peer.hex()] = scale * dot
     return out
 
@@ -630,9 +650,10 @@ def find_restatements(g: Gathered, rep: Replica, params: scoring.ScoringParams) 
     """{peer: what} for updates that mostly restate the last public aggregate."""
     if rep.last_aggregate is None:
         return {}
+    reference = similarity.as_vector(rep.last_aggregate, rep.manifest.codec)  # once, not per update
     out = {}
     for s in g.accepted:
-        share = similarity.restatement(s.update, [rep.last_aggregate], rep.manifest.codec)
+        share = similarity.restatement(s.update, [reference], rep.manifest.codec)
         if share >= params.restatement_threshold:
             out[s.peer.hex()] = f"aggregate of window {rep.window - 1} ({share:.2f})"
     return out
