@@ -33,8 +33,8 @@ pytestmark = pytest.mark.timeout(2400)
 AGENTS = [
     ("paraphraser", "json_field", "60s", "contamination"),
     ("tmp_hider", "json_field", "60s", "contamination"),
-    ("permuted_copy", "json_field", "20s", "model_provenance"),
-    ("interpolator", "json_field", "20s", "model_provenance"),
+    ("permuted_copy", "json_field", "45s", "model_provenance"),
+    ("interpolator", "json_field", "45s", "model_provenance"),
     ("partial_copy", "json_field", "60s", "model_provenance"),
     ("honest_scratch", "json_field", "60s", None),
     ("honest_pkg", "json_field", "60s", None),
