@@ -63,12 +63,14 @@ def test_own_data_evidence_accumulates_over_windows():
     for z in honest[:2]:
         hist.append(scoring.clip_fit(z, P))
     assert scoring.fit_evidence(hist, P) > P.fit_z_min
+    assert scoring.fit_evidence([scoring.clip_fit(-2.0, P)], P) is None  # a first window is not held to it
     hist = []
     passes = []
     for z in off_data:
         hist = [*hist, scoring.clip_fit(z, P)][-P.fit_window :]
-        passes.append(scoring.fit_evidence(hist, P) > P.fit_z_min)
-    assert sum(passes) <= 1
+        evidence = scoring.fit_evidence(hist, P)
+        passes.append(evidence is None or evidence > P.fit_z_min)
+    assert passes[0] and sum(passes[1:]) <= 1
     assert scoring.clip_fit(float("nan"), P) == -P.fit_clip
     assert scoring.clip_fit(50.0, P) == P.fit_clip
 

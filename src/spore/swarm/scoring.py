@@ -27,7 +27,9 @@ Outcome of the window, +1 or -1:
         lowers it by much more); and the evidence that it was fitted to the
         peer's own pages is positive: the Stouffer combination of the peer's
         last `fit_window` fit_z values, each clipped to +-`fit_clip`, exceeds
-        `fit_z_min`; and the peer is in sync; and its update is neither a copy
+        `fit_z_min` (from the peer's second measured window on: one window
+        alone was too noisy to hold an honest newcomer to); and the peer is
+        in sync; and its update is neither a copy
         of another upload nor a restatement of public information;
     -1  otherwise, and for every missing or rejected submission.
 
@@ -174,10 +176,13 @@ def fit_statistic(own_before: Sequence[float], own_after: Sequence[float],
     return diff / se
 
 
-def fit_evidence(history: Sequence[float], params: ScoringParams) -> float:
-    """Stouffer's combination of the last `fit_window` clipped fit_z values."""
+def fit_evidence(history: Sequence[float], params: ScoringParams) -> float | None:
+    """Stouffer's combination of the last `fit_window` clipped fit_z values; None for a peer's
+    first measured window, which has nothing to combine yet and is not held to it."""
     recent = list(history)[-params.fit_window :]
-    return sum(recent) / math.sqrt(len(recent)) if recent else 0.0
+    if len(history) <= 1:
+        return None
+    return sum(recent) / math.sqrt(len(recent))
 
 
 def clip_fit(z: float, params: ScoringParams) -> float:
@@ -185,9 +190,10 @@ def clip_fit(z: float, params: ScoringParams) -> float:
 
 
 def window_outcome(
-    m: Measurement | None, params: ScoringParams, typical: float = 0.0, evidence: float = 0.0
+    m: Measurement | None, params: ScoringParams, typical: float = 0.0, evidence: float | None = 0.0
 ) -> float:
-    """+1 or -1 for one window; `evidence` is fit_evidence including this window's fit_z."""
+    """+1 or -1 for one window; `evidence` is fit_evidence including this window's fit_z
+    (None: the peer's first measured window, no fit requirement)."""
     if m is None or m.copy_of is not None or m.restates is not None:
         return -1.0
     if sync_score(m.behind, params.sync_tolerance) == 0.0:
@@ -195,7 +201,8 @@ def window_outcome(
     if not all(math.isfinite(x) for x in (m.own_before, m.own_after, m.random_before, m.random_after)):
         return -1.0
     helps = m.gradient_score > 0 and m.gradient_score >= params.min_relative * typical
-    return 1.0 if helps and evidence > params.fit_z_min else -1.0
+    fitted = evidence is None or evidence > params.fit_z_min
+    return 1.0 if helps and fitted else -1.0
 
 
 def rank_order(gradient_scores: Mapping[str, float | None]) -> tuple[list[str], list[int]]:

@@ -671,7 +671,7 @@ def _json_float(x: float) -> float | None:
 def measurement_entry(
     x: scoring.Measurement, params: scoring.ScoringParams, typical: float, state: scoring.PeerState | None
 ) -> dict[str, Any]:
-    evidence = scoring.fit_evidence(state.fit_history, params) if state is not None else 0.0
+    evidence = scoring.fit_evidence(state.fit_history, params) if state is not None else None
     return {
         "own_before": _json_float(x.own_before), "own_after": _json_float(x.own_after),
         "random_before": _json_float(x.random_before), "random_after": _json_float(x.random_after),
