@@ -47,7 +47,7 @@ def one_run(root: Path, base: Path, ref: Path, agent: str, task: str, seed: int,
     t0 = time.monotonic()
     spore("posttrain", "run", "--agent", f"builtin:{agent}", "--base", base, "--task", task,
           "--seed", seed, "--time-limit", limits[agent], "--out", run, "--forbidden", ref,
-          "--test-size", test_size)
+          "--test-size", test_size, "--no-isolate")  # this measures the judge, not the sandbox
     t1 = time.monotonic()
     spore("posttrain", "judge", run)
     t2 = time.monotonic()
