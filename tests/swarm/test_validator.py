@@ -101,7 +101,7 @@ def test_every_rejection_reason_is_named(net):
         "oversized": (mallory, b"\0" * (v.replica.update_bytes + 1), 2.0),
         "truncated": (mallory, b"SPRU", 2.0),
         "early": (alice, good, -5.0),
-        "late": (alice, good, WINDOW + 1.0),
+        "late": (alice, good, WINDOW + 0.3),  # after the deadline, before gather time (grace 0.5 s)
     }
     for reason, (who, data, at) in cases.items():
         for info in store.list("updates/"):
@@ -112,6 +112,13 @@ def test_every_rejection_reason_is_named(net):
         assert not g.accepted
     put_at(store, "updates/00000000/not-an-id.upd", good, v.manifest.open_time(0) + 1)
     assert "bad-key" in [r.reason for r in v.replica.gather(0).rejected]
+    # Stored after gather time: it never existed for the window (every reader, whenever it
+    # lists, sees the same objects; an auditor too).
+    for info in store.list("updates/"):
+        store.delete(info.key)
+    upload(net, alice, 0, good, WINDOW + 1.0)
+    g = v.replica.gather(0)
+    assert not g.accepted and not g.rejected
 
 
 def test_validator_scores_real_updates_and_keeps_adversaries_out(net):
@@ -274,3 +281,21 @@ def test_under_a_flood_established_peers_are_measured_first(net):
     screen = {s.peer.hex(): (0.1 if s.peer == peers[1].identity.id else 0.0) for s in g.accepted}
     order = measurement_order(g.accepted, {}, screen, {}, v.link(1))
     assert order[0].peer == peers[1].identity.id  # a newcomer that really descends comes before noise
+
+
+def test_an_update_replayed_windows_later_under_another_id_is_a_copy(net):
+    """An outsider re-signed an honest peer's update from two windows back as its own."""
+    _, v, _, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
+    honest_windows(net, peers, v, 1)
+    old = next(s for s in v.replica.gather(0).accepted if s.peer == peers[0].identity.id)
+    honest_windows(net, peers, v, 1)
+    thief = make_peer(net, b"t", "noise")
+    sync_to(thief, v)
+    for p in peers:
+        sync_to(p, v)
+        upload(net, p, 2)
+    upload(net, thief, 2, thief.encode(2, old.update))
+    rec = v.step()
+    assert rec["scores"][thief.identity.hex]["copy_of"] == peers[0].identity.hex
+    assert rec["scores"][thief.identity.hex]["outcome"] == -1

@@ -103,7 +103,7 @@ class _State:
         self.known: set[str] = set()
         self.theta_history = {rep.digest().hex(): 0}
         self.next_gather: list[str] | None = None
-        self.previous: list[Submission] = []
+        self.history: list[list[Submission]] = []
 
     def check_window(self, r: dict[str, Any]) -> None:
         from spore.swarm import validator as V
@@ -117,8 +117,8 @@ class _State:
         g = rep.gather(w)
         _same("submissions", [(s["peer"], s["sha256"]) for s in r["submissions"]],
               [(s.peer.hex(), s.digest) for s in g.accepted])
-        seen = [(x.key, x.reason) for x in g.rejected if x.reason != "late" or _stored_before(rep, x.key, m, w)]
-        _same("rejected", sorted((x["key"], x["reason"]) for x in r["rejected"]), sorted(seen))
+        _same("rejected", sorted((x["key"], x["reason"]) for x in r["rejected"]),
+              sorted((x.key, x.reason) for x in g.rejected))
 
         # screen and sample: which updates were measured, in the committed order
         rand = V.measurement_rows(rep.corpus, m, link)
@@ -129,7 +129,7 @@ class _State:
             y = recorded_screen[p]
             if not (math.isnan(x) and math.isnan(y)) and not math.isclose(x, y, rel_tol=SCREEN_TOLERANCE, abs_tol=1e-9):
                 raise Mismatch(f"screen.{p[:16]}", f"recorded {y!r}, recomputed {x!r}")
-        copies = V.find_copies(g, rep, self.params, link, self.previous)
+        copies = V.find_copies(g, rep, self.params, link, [x for h in self.history for x in h])
         restated = V.find_restatements(g, rep, self.params)
         order = V.measurement_order(g.accepted, self.states, recorded_screen, {**restated, **copies}, link)
         sampled = order[: len(r["sampled"])]
@@ -176,7 +176,7 @@ class _State:
             raise Mismatch("theta", f"applying the gathered updates gives {theta[:16]}, recorded {r['theta'][:16]}")
         self.theta_history[theta] = rep.window
         self.prev_link = link
-        self.previous = list(g.accepted)
+        self.history = [*self.history, list(g.accepted)][-V.REPLAY_WINDOWS:]
 
     def measure(
         self, w: int, g: Gathered, sampled: list[Submission], link: bytes, copies: dict[str, str],
@@ -211,11 +211,6 @@ class _State:
     def behind(self, w: int, s: Submission) -> int | None:
         base = s.header.base_digest.hex()
         return w - self.theta_history[base] if base in self.theta_history else None
-
-
-def _stored_before(rep: Replica, key: str, m: RunManifest, w: int) -> bool:
-    info = rep.store.head(key)
-    return info is not None and info.modified <= m.gather_time(w)
 
 
 def _hex(x: Any, field: str) -> bytes:

@@ -157,8 +157,9 @@ class Replica:
     def gather(self, window: int, allowed: set[bytes] | None = None) -> Gathered:
         """Every valid on-time submission for `window` (from `allowed` peers, if given).
 
-        Only call after manifest.gather_time(window): from then on every
-        reader lists the same objects with the same store timestamps.
+        Only call after manifest.gather_time(window). Objects stored after it
+        are ignored (not even rejected), so every reader, whenever it lists,
+        sees the same objects with the same store timestamps.
         """
         m = self.manifest
         out = Gathered(window)
@@ -177,6 +178,8 @@ class Replica:
             if info.modified + m.clock_resolution <= m.open_time(window):
                 reject("early", f"stored {m.open_time(window) - info.modified:.2f}s before the window opened")
                 continue
+            if info.modified > m.gather_time(window):
+                continue  # stored after the window was decided: it never existed for this window
             if info.modified > m.deadline(window):
                 reject("late", f"stored {info.modified - m.deadline(window):.2f}s after the deadline")
                 continue

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import secrets
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -66,6 +67,7 @@ LEDGER_FILE = "ledger.sqlite"
 MAX_ROWS = 128  # rows of own and of random data an update is measured on, at most
 RANDOM_GROUP = 8  # random rows per pair of random pages
 MIN_MEASURED = 4  # updates measured per window whatever the time budget says
+REPLAY_WINDOWS = 4  # windows of earlier updates a new one is compared with for copies
 PREVIOUS = "previous:"  # marks the previous window's updates among copy candidates
 
 
@@ -144,7 +146,8 @@ class Validator:
         self.theta_history: dict[str, int] = {}  # theta digest -> window it starts
         self.gather_lists: dict[int, list[str] | None] = {}  # G(w) as published (the ledger's copy)
         self.gather_weights: dict[int, dict[str, float]] = {}
-        self.previous: list[Submission] = []  # the last window's valid updates: a replay of one is a copy
+        # The last REPLAY_WINDOWS windows' valid updates: a replay of any of them is a copy.
+        self.history: list[list[Submission]] = []
         self.links = randomness.chain(randomness_root(identity, manifest.run_id), manifest.windows)
         # Seconds of screening and measuring per window. The whole step must end well inside
         # the next window: in the warm-up peers wait for its gather list before they train.
@@ -239,8 +242,21 @@ class Validator:
                                else {bytes.fromhex(p) for p in v.gather_lists[w] or []})
         if v.replica.digest().hex() != want:
             raise ProtocolError("theta (local copy or replay) does not match the ledger; refusing to continue")
+        if last is not None:
+            v.restore_history(last.window)  # type: ignore[arg-type]
         log.info("resumed at window %d with %d rated peers", v.replica.window, len(v.states))
         return v
+
+    def restore_history(self, last: int) -> None:
+        """What copy and restatement checks remember from earlier windows, gathered again: the
+        valid updates of the last REPLAY_WINDOWS windows and the last window's aggregate."""
+        self.history = [self.replica.gather(w).accepted for w in range(max(0, last - REPLAY_WINDOWS + 1), last + 1)]
+        allowed = self.gather_lists.get(last)
+        used = [s for s in self.history[-1] if allowed is None or s.peer.hex() in allowed]
+        m = self.manifest
+        self.replica.last_aggregate = (
+            codec.aggregate([s.update for s in used], m.codec, m.aggregation) if used else None
+        )
 
     def ledger_theta(self, last: Any) -> str:
         if last is not None:
@@ -302,7 +318,7 @@ class Validator:
         link = self.link(window)
         rand = measurement_rows(rep.corpus, self.manifest, link)
         screen = screen_scores(rep, g.accepted, rand)
-        copies = find_copies(g, rep, self.params, link, self.previous)
+        copies = find_copies(g, rep, self.params, link, [x for h in self.history for x in h])
         restated = find_restatements(g, rep, self.params)
         order = measurement_order(g.accepted, self.states, screen, {**restated, **copies}, link)
         theta = [p.detach().clone() for p in rep.params()]
@@ -411,7 +427,7 @@ class Validator:
         measured, screen = self.measure(w, g)
         sampled = [s for s in g.accepted if s.peer.hex() in measured and measured[s.peer.hex()].copy_of is None
                    and measured[s.peer.hex()].restates is None]
-        self.previous = list(g.accepted)
+        self.history = [*self.history, list(g.accepted)][-REPLAY_WINDOWS:]
         if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] in measured:
             x = measured[self.dishonest[1]]
             measured[self.dishonest[1]] = replace(x, random_after=x.random_after * 0.5, fit_z=10.0,
@@ -548,18 +564,23 @@ def measurement_order(
 
     Copies are never measured (they fail anyway). Two queues take turns:
     established peers (a positive final score), in an order drawn from the
-    window's committed randomness, and everyone else, best screening score
-    first (ties in the random order). A flood of new ids cannot push an
-    established honest peer out, and can only get ahead of an honest newcomer
-    with updates that descend at least as steeply on rows nobody could
-    predict; established peers cannot starve newcomers either.
+    window's committed randomness, and everyone else: first, in that random
+    order, the updates whose screening score reaches a quarter of the median
+    positive one (they descend on rows nobody could predict), then the rest.
+    A flood of new ids cannot push an established honest peer out; junk
+    (noise, zeros) waits behind every useful update; and a Sybil cannot buy
+    priority with a huge step (an outsider starved the honest peers with
+    max-scale sign-of-gradient updates when the order was by magnitude).
+    Established peers cannot starve newcomers either.
     """
     rank = {int(i): r for r, i in enumerate(randomness.rng(link, b"sample").permutation(len(accepted)))}
     pool = [i for i in range(len(accepted)) if accepted[i].peer.hex() not in copies]
     established = [i for i in pool if states.get(accepted[i].peer.hex(), scoring.PeerState()).final > 0]
     others = [i for i in pool if i not in set(established)]
     established.sort(key=lambda i: rank[i])
-    others.sort(key=lambda i: (-_screen_key(screen.get(accepted[i].peer.hex())), rank[i]))
+    useful = [x for i in others if (x := _screen_key(screen.get(accepted[i].peer.hex()))) > 0]
+    bar = 0.25 * statistics.median(useful) if useful else math.inf
+    others.sort(key=lambda i: (_screen_key(screen.get(accepted[i].peer.hex())) < bar, rank[i]))
     merged = [i for pair in itertools.zip_longest(established, others) for i in pair if i is not None]
     return [accepted[i] for i in merged]
 
@@ -634,16 +655,17 @@ def unmeasured(behind: int | None) -> scoring.Measurement:
 def find_copies(
     g: Gathered, rep: Replica, params: scoring.ScoringParams, link: bytes, previous: list[Submission]
 ) -> dict[str, str]:
-    """{offender: original} among the window's valid updates and against the previous window's
+    """{offender: original} among the window's valid updates and against the `previous` windows'
     (a replay of an earlier update is a copy of it, whoever sent it), by exact cosine on
     sketch candidates (similarity.py); the sketch seed comes from the window's randomness."""
     updates = {s.peer.hex(): s.update for s in g.accepted}
     stamps = {s.peer.hex(): s.modified for s in g.accepted}
     for s in previous:
-        updates[PREVIOUS + s.peer.hex()], stamps[PREVIOUS + s.peer.hex()] = s.update, s.modified
+        key = f"{PREVIOUS}{s.header.window}:{s.peer.hex()}"
+        updates[key], stamps[key] = s.update, s.modified
     found = similarity.find_copies(updates, stamps, rep.manifest.codec, params.copy_threshold,
                                    similarity.SketchParams(seed=randomness.derive(link, b"sketch")))
-    return {o: orig.removeprefix(PREVIOUS) for o, orig in found.items() if not o.startswith(PREVIOUS)}
+    return {o: orig.rsplit(":", 1)[-1] for o, orig in found.items() if not o.startswith(PREVIOUS)}
 
 
 def find_restatements(g: Gathered, rep: Replica, params: scoring.ScoringParams) -> dict[str, str]:
