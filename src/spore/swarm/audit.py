@@ -205,7 +205,7 @@ class _State:
                     p.copy_(p0)
                 out[s.peer.hex()] = V.make_measurement(own_before, own_after, random_before, random_after,
                                                        self.behind(w, s))
-        V.mark_unoriginal(out, g, copies, restated, lambda s: self.behind(w, s))
+        V.mark_unoriginal(out, g, copies, restated, lambda s: self.behind(w, s), self.params.sync_tolerance)
         return out
 
     def behind(self, w: int, s: Submission) -> int | None:

@@ -339,7 +339,7 @@ class Validator:
                 out[s.peer.hex()] = make_measurement(
                     own_before, own_after, random_before, random_after, self.behind(window, s)
                 )
-        mark_unoriginal(out, g, copies, restated, lambda s: self.behind(window, s))
+        mark_unoriginal(out, g, copies, restated, lambda s: self.behind(window, s), self.params.sync_tolerance)
         return out, screen
 
     def behind(self, window: int, s: Submission) -> int | None:
@@ -425,8 +425,8 @@ class Validator:
             g.accepted = [s for s in g.accepted if s.peer.hex() != self.dishonest[1]]
         t_start = time.time()
         measured, screen = self.measure(w, g)
-        sampled = [s for s in g.accepted if s.peer.hex() in measured and measured[s.peer.hex()].copy_of is None
-                   and measured[s.peer.hex()].restates is None]
+        sampled = [s for s in g.accepted
+                   if s.peer.hex() in measured and not math.isnan(measured[s.peer.hex()].own_before)]
         self.history = [*self.history, list(g.accepted)][-REPLAY_WINDOWS:]
         if self.dishonest and self.dishonest[0] == "favour" and self.dishonest[1] in measured:
             x = measured[self.dishonest[1]]
@@ -637,14 +637,18 @@ def make_measurement(
 
 def mark_unoriginal(
     out: dict[str, scoring.Measurement], g: Gathered, copies: dict[str, str], restated: dict[str, str],
-    behind: Callable[[Submission], int | None],
+    behind: Callable[[Submission], int | None], tolerance: int,
 ) -> None:
-    """Copies and restatements fail their window whether or not they were measured."""
+    """Copies, restatements and updates built on an old theta fail their window whether or not
+    they were measured (these checks cost no forward pass: an unmeasured update that fails one
+    must not keep a standing it earned before)."""
     for s in g.accepted:
         p = s.peer.hex()
         if p in copies or p in restated:
             out.setdefault(p, unmeasured(behind(s)))
             out[p].copy_of, out[p].restates = copies.get(p), restated.get(p)
+        elif p not in out and scoring.sync_score(behind(s), tolerance) == 0.0:
+            out[p] = unmeasured(behind(s))
 
 
 def unmeasured(behind: int | None) -> scoring.Measurement:
