@@ -173,6 +173,8 @@ def main() -> None:
             victim = dec[1]
             honest_norm = float(flat(victim).norm())
             for name, noise in (("n30", 0.3), ("n50", 0.5), ("n70", 0.7), ("n90", 0.9)):
+                if name in args.skip.split(","):
+                    continue
                 guarded(log, "noisy_copy_" + name, w, A.noisy_copy, run, me[name], w, victim, noise,
                         1000 * w + int(100 * noise))  # independent noise per copier
             guarded(log, "poisoner", w, A.poisoner, run, me["poison"], w, victim, 5.0)
