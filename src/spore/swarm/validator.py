@@ -64,7 +64,7 @@ from spore.swarm.store import Store
 log = logging.getLogger("spore.swarm.validator")
 
 LEDGER_FILE = "ledger.sqlite"
-MAX_ROWS = 64  # rows of own and of random data an update is measured on, at most (128 made `small` too slow for its 12 s windows)
+MAX_ROWS = 64  # own and random rows an update is measured on, at most (128: too slow for `small`)
 RANDOM_GROUP = 8  # random rows per pair of random pages
 MIN_MEASURED = 4  # updates measured per window whatever the time budget says
 REPLAY_WINDOWS = 4  # windows of earlier updates a new one is compared with for copies
