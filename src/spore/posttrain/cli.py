@@ -65,6 +65,15 @@ def _task(text: str) -> str:
     return text
 
 
+def _allow_host(text: str):
+    from spore.posttrain.egress import parse_allow_host
+
+    try:
+        return parse_allow_host(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _run_task(text: str) -> str:
     """A built-in task's name, or a task folder (checked here, so a bad one starts nothing)."""
     from spore.posttrain.taskfolder import resolve_task
@@ -116,6 +125,12 @@ def register(subparsers) -> None:
                      "sandbox's default; with --no-isolate, a network namespace)")
     run.add_argument("--network", action="store_true",
                      help="let the sandboxed agent use the host's network (recorded in run.json)")
+    run.add_argument("--allow-host", type=_allow_host, action="append", default=[],
+                     metavar="HOST[:PORT]", dest="allow_hosts",
+                     help="let the sandboxed agent reach this host (repeatable; without a port, "
+                          "80 and 443) through an egress proxy that logs every connection to "
+                          "RUN/trace/network.jsonl and refuses every other host; docs/posttrain.md, "
+                          '"Network"')
     iso = run.add_mutually_exclusive_group()
     iso.add_argument("--isolate", action="store_true", default=True,
                      help="the default: run the agent under bubblewrap in a cgroup of its own "
@@ -183,23 +198,24 @@ def _main(args: argparse.Namespace) -> int:
                                         args.tasks, args.jobs, args.seeds)))
         return 0
     if cmd == "run":
-        from spore.posttrain.harness import RunConfig, run
+        from spore.posttrain.harness import RunConfig, check_network, run
 
         if args.network and args.no_network:
             raise RuntimeError("--network and --no-network contradict each other; choose one")
-        if not args.isolate:
-            print("spore: warning: --no-isolate: the agent runs unsandboxed; it can read the "
-                  "run's secrets and every file the harness can, and only the judge stands "
-                  "between it and a score", file=sys.stderr)
-        res = run(RunConfig(
+        cfg = RunConfig(
             agent=args.agent, base=args.base, task=args.task, time_limit=args.time_limit,
             seed=args.seed, out=args.out, grace=args.grace,
             no_network=args.no_network or (args.isolate and not args.network),
             memory_bytes=args.memory_limit, forbidden=tuple(args.forbidden),
             test_size=args.test_size, trace=not args.no_trace, isolate=args.isolate,
-            cpus=args.cpus,
-        ))
-        print(json.dumps(res))
+            cpus=args.cpus, allow_hosts=tuple(dict.fromkeys(args.allow_hosts)),
+        )
+        check_network(cfg)
+        if not args.isolate:
+            print("spore: warning: --no-isolate: the agent runs unsandboxed; it can read the "
+                  "run's secrets and every file the harness can, and only the judge stands "
+                  "between it and a score", file=sys.stderr)
+        print(json.dumps(run(cfg)))
         return 0
     if cmd == "judge":
         from spore.posttrain.evidence import judge_and_seal

@@ -16,9 +16,11 @@ Hidden: the run folder (`secrets/`, `run.json`, `trace/`, ...), every forbidden
 checkpoint, and the run folder's parent, where sibling runs keep their secrets,
 unless that parent is `/` or lies in a system folder. Shown again: `work/`, and
 whatever the agent needs that lies under a hidden folder (the Python
-installation, its import path). Nothing under the run folder or a forbidden
-checkpoint is ever shown again. An agent's own program must therefore live
-outside the run folder's parent.
+installation, its import path). Nothing else under the run folder or a forbidden
+checkpoint is ever shown again, with one exception the harness names itself:
+`shared` folders (RUN/egress/, the egress proxy's socket and nothing else) are
+shown read-only. An agent's own program must therefore live outside the run
+folder's parent.
 
 Deepest wins: steps run from shallow paths to deep ones, so a step on a path
 overrides whatever its ancestors' steps did. A step that would change nothing
@@ -56,9 +58,10 @@ def hideable(parent: str) -> bool:
 
 
 def mount_plan(run_dir: str, forbidden: Iterable[str] = (), keep: Iterable[str] = (),
-               read_only: bool = True) -> list[Step]:
-    """The steps that leave the agent `run_dir/work` (writable) and nothing of the run's
-    hidden material. Paths are absolute and resolved (no symlinks): the caller's job."""
+               read_only: bool = True, shared: Iterable[str] = ()) -> list[Step]:
+    """The steps that leave the agent `run_dir/work` (writable), the `shared` folders
+    (read-only) and nothing of the run's hidden material. Paths are absolute and resolved
+    (no symlinks): the caller's job."""
     run_dir = posixpath.normpath(run_dir)
     work = posixpath.join(run_dir, "work")
     hide = {run_dir, posixpath.join(run_dir, "secrets"), *map(posixpath.normpath, forbidden)}
@@ -69,6 +72,7 @@ def mount_plan(run_dir: str, forbidden: Iterable[str] = (), keep: Iterable[str] 
 
     wanted = {p: "hide" for p in hide} | {k: "show" for k in keep}
     wanted |= {work: "show"} | {s: "scratch" for s in SCRATCH}
+    wanted |= {posixpath.normpath(s): "show" for s in shared}
     steps: list[Step] = []
     for path in sorted(wanted, key=lambda p: (p.count("/"), p)):
         action = wanted[path]
@@ -95,10 +99,11 @@ def bwrap_argv(bwrap: str, plan: list[Step], cwd: str, network: bool,
     """bubblewrap's command line for `plan`, up to and including `--`.
 
     The sandbox: every namespace but the user's and (with `network`) the network's is
-    new; PID 1 inside is bwrap's own init, so the agent sees only its own processes in
-    /proc; the session is new (no TIOCSTI into the harness's terminal); every capability
-    is dropped (bwrap also sets no_new_privs); and `--die-with-parent` kills it with the
-    process that started it (strace, or the harness)."""
+    new (without `network`, the egress proxy's socket is the only way out, where a run
+    allows hosts: egress.py); PID 1 inside is bwrap's own init, so the agent sees only
+    its own processes in /proc; the session is new (no TIOCSTI into the harness's
+    terminal); every capability is dropped (bwrap also sets no_new_privs); and
+    `--die-with-parent` kills it with the process that started it (strace, or the harness)."""
     writable = {s.path for s in plan if s.action == "writable"}
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for dev in devices:

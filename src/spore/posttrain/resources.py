@@ -1,12 +1,16 @@
 """Forbidden resources: what an agent's files and syscall trace show it used (pure logic).
 
-Two sources, both deterministic:
+Three sources, all deterministic:
 
 - static: the text the agent left (scripts, data, logs) is searched for API
   keys, model-API hosts and network-fetch code. It catches an agent that
   wrote such code even if the network was closed and the call failed.
 - dynamic: the `strace -f -y` log the harness recorded (sandbox.py): every
   file opened and every socket connect, by any process of the agent.
+
+- network: the egress proxy's connection log (RUN/trace/network.jsonl, egress.py),
+  where a run allows hosts: each connection's host, port, server name, bytes, and
+  whether the proxy let it through.
 
 Limits (docs/posttrain.md): a key assembled at run time and never written
 down is invisible to the static pass; without strace the dynamic pass is
@@ -17,6 +21,7 @@ not caught.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -225,3 +230,34 @@ def under(path: str, roots: list[str]) -> bool:
 
 
 NETWORK_PROGRAMS = {"curl", "wget", "ssh", "scp", "nc", "ncat", "rsync", "git", "ftp", "telnet"}
+
+
+# ---------------------------------------------------------------------------
+# The egress proxy's connection log (egress.py): one JSON object per line
+
+
+@dataclass(frozen=True)
+class Connection:
+    line: int
+    decision: str  # allowed | refused (not an allowed host, port or server name) | error
+    host: str | None
+    port: int | None
+    reason: str | None
+    raw: str
+
+
+def parse_network_log(text: str) -> list[Connection]:
+    """Every connection the proxy recorded; its closing summary and any line that is no
+    connection record are left out (only the proxy writes there)."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or rec.get("decision") not in ("allowed", "refused", "error"):
+            continue
+        port = rec.get("port")
+        out.append(Connection(n, rec["decision"], rec.get("host"),
+                              port if isinstance(port, int) else None, rec.get("reason"), raw[:1000]))
+    return out
