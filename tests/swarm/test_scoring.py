@@ -54,23 +54,43 @@ def test_fit_statistic_is_welchs_t_of_relative_row_improvements():
     assert math.isnan(scoring.fit_statistic(before, [float("inf")] * 4, before, random_after))
 
 
-def test_own_data_evidence_accumulates_over_windows():
-    """Measured honest fit_z (BENCHMARKS.md): noisy early in training, several standard errors later.
-    One bad early window does not fail an honest peer; a peer with no own-data advantage never passes."""
-    honest = [0.3, 1.3, -1.0, 3.4, 4.9, 6.0]
-    off_data = [-2.3, 3.3, 0.6, -0.7, 0.2, -2.7]
-    hist: list[float] = []
-    for z in honest[:2]:
-        hist.append(scoring.clip_fit(z, P))
-    assert scoring.fit_evidence(hist, P) > P.fit_z_min
-    assert scoring.fit_evidence([scoring.clip_fit(-2.0, P)], P) is None  # a first window is not held to it
-    hist = []
-    passes = []
-    for z in off_data:
-        hist = [*hist, scoring.clip_fit(z, P)][-P.fit_window :]
-        evidence = scoring.fit_evidence(hist, P)
-        passes.append(evidence is None or evidence > P.fit_z_min)
-    assert passes[0] and sum(passes[1:]) <= 1
+def test_a_reference_update_removes_what_every_row_gains():
+    """Rows gain very different amounts from any update (easy text gets easier). Subtracting what the
+    window's reference update gained on the same row leaves the own-data advantage, which the raw
+    comparison drowns."""
+    before = [4.0, 5.0, 6.0, 5.0, 4.5, 5.5]
+    shared = [0.02, 0.15, 0.05, 0.30, 0.10, 0.01]  # what every update teaches each row
+    ref_own = [b * (1 - g) for b, g in zip(before, shared, strict=True)]
+    own_after = [b * (1 - g - 0.03) for b, g in zip(before, shared, strict=True)]  # + 3 points on its own rows
+    rshared = [0.25, 0.03, 0.12, 0.07, 0.20, 0.04]
+    ref_random = [b * (1 - g) for b, g in zip(before, rshared, strict=True)]
+    random_after = list(ref_random)
+    raw = scoring.fit_statistic(before, own_after, before, random_after)
+    paired = scoring.fit_statistic(before, own_after, before, random_after, ref_own, ref_random)
+    assert raw < 1.0 < 10.0 < paired
+    # an update with no own-data advantage stays near 0 either way
+    plain = scoring.fit_statistic(before, ref_own, before, ref_random, ref_own, ref_random)
+    assert abs(plain) < 1e-6
+
+
+def test_own_data_evidence_is_the_mean_of_recent_windows():
+    """Measured per-window fit_z (tiny, the attacked network of benchmarks/fairness.py): honest peers
+    pass almost every window and every 4-window mean; a peer training on other pages never does."""
+    honest = [[7.2, 3.7, 4.3, 4.2, 2.2, 3.1, 0.6, 9.9, 5.5, 4.5], [4.0, 4.6, 9.1, 6.1, 3.4, 6.4, 4.5, 4.9, 8.8, 2.2],
+              [5.0, 2.3, 8.4, 8.4, 3.1, 0.2, 7.0, 4.7, 1.9, 2.3], [5.9, 4.8, 3.8, 4.0, 10.0, 1.7, 5.2, 5.7, 3.1, 6.2]]
+    off_data = [0.6, 1.4, 0.6, -1.4, 1.3, 1.4, 0.9, 1.1, -2.0, -1.3]
+
+    def passes(zs: list[float]) -> list[bool]:
+        hist: list[float] = []
+        out = []
+        for z in zs:
+            hist = [*hist, scoring.clip_fit(z, P)][-P.fit_window :]
+            out.append(scoring.fit_evidence(hist, P) > P.fit_z_min)  # type: ignore[operator]
+        return out
+
+    assert all(all(passes(h)) for h in honest)
+    assert not any(passes(off_data))
+    assert scoring.fit_evidence([], P) is None
     assert scoring.clip_fit(float("nan"), P) == -P.fit_clip
     assert scoring.clip_fit(50.0, P) == P.fit_clip
 

@@ -283,6 +283,36 @@ def test_under_a_flood_established_peers_are_measured_first(net):
     assert order[0].peer == peers[1].identity.id  # a newcomer that really descends comes before noise
 
 
+def test_a_flood_of_barely_useful_ids_cannot_hide_an_honest_newcomer(net):
+    """100 noise ids of a flood once set the bar from their own (tiny, positive) screening scores, and
+    the honest newcomers waited behind them in random order. The bar now follows the best newcomer's
+    efficiency (screening score per unit norm), and a peer that failed its last window waits behind
+    one that has not been measured."""
+    from spore.swarm.scoring import PeerState
+    from spore.swarm.validator import measurement_order
+
+    _, v, _, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(3)]
+    honest_windows(net, peers, v, 1)
+    flood = [make_peer(net, bytes([100 + i]), "noise") for i in range(6)]
+    for p in flood:
+        upload(net, p, 1)
+    for p in peers:
+        sync_to(p, v)
+        upload(net, p, 1)
+    g = v.replica.gather(1)
+    newcomer, failed, _ = (p.identity.hex for p in peers)
+    screen = {s.peer.hex(): 1e-4 for s in g.accepted}  # every flood id "helps", barely
+    screen[newcomer] = screen[failed] = 0.05
+    for trial in range(8):  # whatever the window's randomness
+        link = bytes([trial]) * 32
+        order = measurement_order(g.accepted, {}, screen, {}, link)
+        assert {order[0].peer.hex(), order[1].peer.hex()} == {newcomer, failed}
+        states = {failed: PeerState(ema=-0.3)}
+        order = measurement_order(g.accepted, states, screen, {}, link)
+        assert [s.peer.hex() for s in order[:2]] == [newcomer, failed]
+
+
 def test_an_update_replayed_windows_later_under_another_id_is_a_copy(net):
     """An outsider re-signed an honest peer's update from two windows back as its own."""
     _, v, _, _ = net

@@ -137,7 +137,8 @@ class _State:
 
         # measure: recompute, compare within tolerance, then continue from the recorded numbers
         recorded = {p: _measurement(x) for p, x in r["scores"].items()}
-        recomputed = self.measure(w, g, sampled, link, copies, restated)
+        recomputed, reference = self.measure(w, g, sampled, link, copies, restated)
+        _same("reference", r.get("reference", []), reference)
         _same("scores (who was scored)", sorted(recorded), sorted(recomputed))
         for p in sorted(recomputed):
             _close(f"scores.{p[:16]}", recorded[p], recomputed[p])
@@ -181,32 +182,16 @@ class _State:
     def measure(
         self, w: int, g: Gathered, sampled: list[Submission], link: bytes, copies: dict[str, str],
         restated: dict[str, str],
-    ) -> dict[str, scoring.Measurement]:
-        import torch
-
-        from spore import model as M
+    ) -> tuple[dict[str, scoring.Measurement], list[str]]:
         from spore.swarm import validator as V
 
-        rep = self.rep
-        out: dict[str, scoring.Measurement] = {}
         if not g.accepted:
-            return out
-        rand = V.measurement_rows(rep.corpus, self.m, link)
-        theta = [p.detach().clone() for p in rep.params()]
-        rep.model.eval()
-        with torch.no_grad():
-            random_before = M.row_losses(rep.model, rand)
-            for s in sampled:
-                own = V.own_rows(rep.corpus, self.m, s, link)
-                own_before = M.row_losses(rep.model, own)
-                V.apply_alone(rep, s)
-                own_after, random_after = M.row_losses(rep.model, own), M.row_losses(rep.model, rand)
-                for p, p0 in zip(rep.params(), theta, strict=True):
-                    p.copy_(p0)
-                out[s.peer.hex()] = V.make_measurement(own_before, own_after, random_before, random_after,
-                                                       self.behind(w, s))
+            return {}, []
+        allowed = self.next_gather if w >= self.m.warmup_windows else None
+        out, reference = V.measure_updates(self.rep, self.m, sampled, link, g, allowed, self.params,
+                                           lambda _: True, lambda s: self.behind(w, s))
         V.mark_unoriginal(out, g, copies, restated, lambda s: self.behind(w, s), self.params.sync_tolerance)
-        return out
+        return out, reference
 
     def behind(self, w: int, s: Submission) -> int | None:
         base = s.header.base_digest.hex()

@@ -299,21 +299,22 @@ class Validator:
     def link(self, window: int) -> bytes:
         return self.links[window]
 
-    def measure(self, window: int, g: Gathered) -> tuple[dict[str, scoring.Measurement], dict[str, float]]:
+    def measure(self, window: int, g: Gathered, allowed: list[str] | None
+                ) -> tuple[dict[str, scoring.Measurement], dict[str, float], list[str]]:
         """Screen every valid update, then measure as many as the time budget allows, in
-        `measurement_order`; mark copies among all of them. Returns the measurements and
-        the screening scores.
+        `measurement_order`; mark copies among all of them. Returns the measurements, the
+        screening scores and the window's reference set (`reference_set`).
 
-        Measuring costs three forward passes per update. Screening costs one
-        backward pass per window and one sparse dot product per update: the
-        first-order loss change an update makes on the window's random rows.
+        Measuring costs three forward passes per update and one more for the reference.
+        Screening costs one backward pass per window and one sparse dot product per update:
+        the first-order loss change an update makes on the window's random rows.
         A flood of cheap updates (noise, zeros) screens at about 0 and waits
         behind every update that really descends; copies are caught by
         `find_copies` whether or not they are measured.
         """
         rep = self.replica
         if not g.accepted:
-            return {}, {}
+            return {}, {}, []
         started = time.perf_counter()
         link = self.link(window)
         rand = measurement_rows(rep.corpus, self.manifest, link)
@@ -321,26 +322,14 @@ class Validator:
         copies = find_copies(g, rep, self.params, link, [x for h in self.history for x in h])
         restated = find_restatements(g, rep, self.params)
         order = measurement_order(g.accepted, self.states, screen, {**restated, **copies}, link)
-        theta = [p.detach().clone() for p in rep.params()]
-        rep.model.eval()
-        out: dict[str, scoring.Measurement] = {}
-        with torch.no_grad():
-            random_before = M.row_losses(rep.model, rand)
-            for s in order:
-                if len(out) >= MIN_MEASURED and time.perf_counter() - started > self.score_budget:
-                    break  # the rest keep their standing this window
-                own = own_rows(rep.corpus, self.manifest, s, link)
-                own_before = M.row_losses(rep.model, own)
-                apply_alone(rep, s)
-                own_after = M.row_losses(rep.model, own)
-                random_after = M.row_losses(rep.model, rand)
-                for p, p0 in zip(rep.params(), theta, strict=True):
-                    p.copy_(p0)
-                out[s.peer.hex()] = make_measurement(
-                    own_before, own_after, random_before, random_after, self.behind(window, s)
-                )
+
+        def more(done: int) -> bool:  # the rest keep their standing this window
+            return done < MIN_MEASURED or time.perf_counter() - started <= self.score_budget
+
+        out, reference = measure_updates(rep, self.manifest, order, link, g, allowed, self.params, more,
+                                         lambda s: self.behind(window, s))
         mark_unoriginal(out, g, copies, restated, lambda s: self.behind(window, s), self.params.sync_tolerance)
-        return out, screen
+        return out, screen, reference
 
     def behind(self, window: int, s: Submission) -> int | None:
         """Outer steps between the theta the update was computed from and theta(window)."""
@@ -424,7 +413,7 @@ class Validator:
         if self.dishonest and self.dishonest[0] == "drop":
             g.accepted = [s for s in g.accepted if s.peer.hex() != self.dishonest[1]]
         t_start = time.time()
-        measured, screen = self.measure(w, g)
+        measured, screen, reference = self.measure(w, g, allowed)
         sampled = [s for s in g.accepted
                    if s.peer.hex() in measured and not math.isnan(measured[s.peer.hex()].own_before)]
         self.history = [*self.history, list(g.accepted)][-REPLAY_WINDOWS:]
@@ -472,6 +461,7 @@ class Validator:
             "rejected": [asdict(r) for r in g.rejected],
             "screen": {p: _json_float(x) for p, x in sorted(screen.items())},
             "sampled": sorted(s.peer.hex() for s in sampled),
+            "reference": reference,
             "gather": allowed,
             "aggregated": [s.peer.hex() for s in used.accepted],
             "scores": {p: measurement_entry(x, self.params, typical, self.states.get(p))
@@ -564,23 +554,44 @@ def measurement_order(
 
     Copies are never measured (they fail anyway). Two queues take turns:
     established peers (a positive final score), in an order drawn from the
-    window's committed randomness, and everyone else: first, in that random
-    order, the updates whose screening score reaches a quarter of the median
-    positive one (they descend on rows nobody could predict), then the rest.
+    window's committed randomness, and everyone else, in that random order
+    but in three tiers:
+
+      1. updates whose efficiency (screening score per unit of update norm:
+         how well the step points downhill on rows nobody could predict)
+         reaches a quarter of the established peers' median, or, while
+         nobody is established, of the best newcomer's; and whose peer did
+         not fail its last measured window (EMA not negative);
+      2. the same, from peers whose EMA is negative;
+      3. the rest.
+
     A flood of new ids cannot push an established honest peer out; junk
-    (noise, zeros) waits behind every useful update; and a Sybil cannot buy
-    priority with a huge step (an outsider starved the honest peers with
-    max-scale sign-of-gradient updates when the order was by magnitude).
-    Established peers cannot starve newcomers either.
+    (noise, zeros) waits behind every useful update however many junk ids
+    there are (100 noise ids once set a median-based bar from their own
+    scores and honest newcomers waited behind them); a peer that keeps
+    failing cannot crowd out a newcomer that has not been measured yet; and
+    nobody buys priority with a huge step (an outsider starved the honest
+    peers with max-scale sign-of-gradient updates when the order was by
+    magnitude; efficiency does not grow with the step). Established peers
+    cannot starve newcomers either.
     """
     rank = {int(i): r for r, i in enumerate(randomness.rng(link, b"sample").permutation(len(accepted)))}
     pool = [i for i in range(len(accepted)) if accepted[i].peer.hex() not in copies]
-    established = [i for i in pool if states.get(accepted[i].peer.hex(), scoring.PeerState()).final > 0]
-    others = [i for i in pool if i not in set(established)]
-    established.sort(key=lambda i: rank[i])
-    useful = [x for i in others if (x := _screen_key(screen.get(accepted[i].peer.hex()))) > 0]
-    bar = 0.25 * statistics.median(useful) if useful else math.inf
-    others.sort(key=lambda i: (_screen_key(screen.get(accepted[i].peer.hex())) < bar, rank[i]))
+
+    def state(i: int) -> scoring.PeerState:
+        return states.get(accepted[i].peer.hex(), scoring.PeerState())
+
+    def efficiency(i: int) -> float:
+        x, norm = _screen_key(screen.get(accepted[i].peer.hex())), codec.update_norm(accepted[i].update)
+        return x / norm if norm > 0 and math.isfinite(x) else -math.inf
+
+    established = sorted((i for i in pool if state(i).final > 0), key=lambda i: rank[i])
+    others = [i for i in pool if state(i).final <= 0]
+    eff = {i: efficiency(i) for i in pool}
+    proven = [eff[i] for i in established if eff[i] > 0]
+    bar = 0.25 * (statistics.median(proven) if proven else max((eff[i] for i in others), default=math.inf))
+    bar = bar if bar > 0 else math.inf
+    others.sort(key=lambda i: (eff[i] < bar, state(i).ema < 0, rank[i]))
     merged = [i for pair in itertools.zip_longest(established, others) for i in pair if i is not None]
     return [accepted[i] for i in merged]
 
@@ -617,21 +628,84 @@ def own_rows(corpus: Corpus, m: RunManifest, s: Submission, link: bytes) -> np.n
     return rows[np.sort(pick)]
 
 
-def apply_alone(rep: Replica, s: Submission) -> None:
-    """theta := theta - outer_lr * decoded update (the replica's own rounding rule)."""
+def measure_updates(
+    rep: Replica, m: RunManifest, order: list[Submission], link: bytes, g: Gathered,
+    allowed: list[str] | None, params: scoring.ScoringParams, more: Callable[[int], bool],
+    behind: Callable[[Submission], int | None],
+) -> tuple[dict[str, scoring.Measurement], list[str]]:
+    """Measure the updates of `order` while `more(measured so far)`, each applied alone to
+    theta; then the window's reference update (`reference_set`) on the same rows, which
+    turns every fit_z into a paired comparison (scoring.fit_statistic). Theta is left as
+    it was. The validator and `spore ledger audit` both measure through this function."""
+    rand = measurement_rows(rep.corpus, m, link)
+    theta = [p.detach().clone() for p in rep.params()]
+    rep.model.eval()
+    rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    with torch.no_grad():
+        random_before = M.row_losses(rep.model, rand)
+        for s in order:
+            if not more(len(rows)):
+                break
+            own = own_rows(rep.corpus, m, s, link)
+            own_before = M.row_losses(rep.model, own)
+            apply_alone(rep, s)
+            rows[s.peer.hex()] = (own, own_before, M.row_losses(rep.model, own), M.row_losses(rep.model, rand))
+            _restore(rep, theta)
+    plain = {p: make_measurement(ob, oa, random_before, ra, behind(s))
+             for s in order if (p := s.peer.hex()) in rows for _, ob, oa, ra in [rows[p]]}
+    reference = reference_set(g.accepted, allowed, plain, params)
+    if not reference:
+        return plain, []
+    with torch.no_grad():
+        apply_alone(rep, Gathered(rep.window, sorted(reference, key=lambda s: s.peer), []))
+        random_ref = M.row_losses(rep.model, rand)
+        own_ref = {p: M.row_losses(rep.model, own) for p, (own, *_) in rows.items()}
+        _restore(rep, theta)
+    out = {p: make_measurement(ob, oa, random_before, ra, x.behind, own_ref[p], random_ref)
+           for p, x in plain.items() for _, ob, oa, ra in [rows[p]]}
+    return out, sorted(s.peer.hex() for s in reference)
+
+
+def reference_set(
+    accepted: list[Submission], allowed: list[str] | None, plain: dict[str, scoring.Measurement],
+    params: scoring.ScoringParams,
+) -> list[Submission]:
+    """The updates whose aggregate every measured update is compared with, row by row:
+    the window's gather list (peers that earned their place; an outsider cannot pad it),
+    or, in the warm-up or when none of the list submitted, the measured updates that help
+    on random rows (scoring.helpful_updates)."""
+    if allowed:
+        chosen = [s for s in accepted if s.peer.hex() in set(allowed)]
+        if chosen:
+            return chosen
+    good = set(scoring.helpful_updates(plain, params))
+    return [s for s in accepted if s.peer.hex() in good]
+
+
+def _restore(rep: Replica, theta: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, p0 in zip(rep.params(), theta, strict=True):
+            p.copy_(p0)
+
+
+def apply_alone(rep: Replica, s: Submission | Gathered) -> None:
+    """theta := theta - outer_lr * decoded update, or aggregate of a Gathered (the replica's own
+    rounding rule), without moving to the next window."""
     window = rep.window
-    rep.apply(Gathered(window, [s], []))
+    rep.apply(s if isinstance(s, Gathered) else Gathered(window, [s], []))
     rep.window = window
 
 
 def make_measurement(
     own_before: np.ndarray, own_after: np.ndarray, random_before: np.ndarray, random_after: np.ndarray,
-    behind: int | None,
+    behind: int | None, own_ref: np.ndarray | None = None, random_ref: np.ndarray | None = None,
 ) -> scoring.Measurement:
     ob, oa, rb, ra = (x.tolist() for x in (own_before, own_after, random_before, random_after))
+    fit = scoring.fit_statistic(ob, oa, rb, ra, None if own_ref is None else own_ref.tolist(),
+                                None if random_ref is None else random_ref.tolist())
     return scoring.Measurement(
         float(np.mean(own_before)), float(np.mean(own_after)), float(np.mean(random_before)),
-        float(np.mean(random_after)), behind, fit_z=scoring.fit_statistic(ob, oa, rb, ra),
+        float(np.mean(random_after)), behind, fit_z=fit,
     )
 
 
