@@ -5,6 +5,8 @@
     spore swarm validator   open (or resume) a run and validate it
     spore swarm keygen      write a new identity file
     spore swarm store-server  serve a store folder: arrival stamps, signed writes
+    spore swarm watch       a live web page of a run (store and ledger only)
+    spore swarm report      that page for a finished run, as one HTML file
     spore ledger verify     check a run's hash-chained, signed ledger
     spore ledger show       print it
 """
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     store_server_arguments(swarm.add_parser(
         "store-server", help="serve a store folder over HTTP: it stamps arrivals and enforces who writes what"))
+    from spore.swarm.watch import add_arguments as watch_arguments
+
+    watch_arguments(swarm)
 
     ledger = top.add_parser("ledger", help="inspect a run's signed ledger").add_subparsers(
         dest="ledger_command", required=True
@@ -239,6 +244,11 @@ def _swarm(args: argparse.Namespace) -> int:
         from spore.swarm.storeserver import run_from_args
 
         return run_from_args(args)
+
+    if args.swarm_command in ("watch", "report"):
+        from spore.swarm.watch import run_from_args as watch
+
+        return watch(args)
 
     if args.swarm_command == "run":
         from spore.swarm.runner import PeerPlan, run_network, run_ok
