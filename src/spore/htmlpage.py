@@ -27,6 +27,7 @@ h1 { font-size: 20px; margin: 4px 0; } h2 { font-size: 16px; margin: 24px 0 8px;
 h3 { font-size: 14px; margin: 16px 0 4px; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
+td table { width: auto; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { font-weight: 600; color: var(--mute); font-size: 12px; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }

@@ -6,7 +6,7 @@
     spore posttrain run             run an agent on a task (see harness.py)
     spore posttrain judge RUN...    write RUN/judgement.json
     spore posttrain score RUN...    leaderboard (judges runs that have no judgement)
-    spore posttrain report RUN      RUN/report.md and RUN/report.png
+    spore posttrain report RUN...   RUN/report.md and RUN/report.png; --html FILE: one page
     spore posttrain tasks           list the tasks
 """
 
@@ -159,8 +159,12 @@ def register(subparsers) -> None:
     s.add_argument("--plot", type=Path, default=None, help="write a bar chart PNG here")
     s.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
 
-    r = sub.add_parser("report", help="RUN/report.md with a bar chart RUN/report.png")
-    r.add_argument("run", type=Path)
+    r = sub.add_parser("report", help="RUN/report.md with a bar chart RUN/report.png, for each run; "
+                                      "or, with --html, one page over all of them")
+    r.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    r.add_argument("--html", type=Path, default=None, metavar="FILE",
+                   help="write one self-contained HTML page here: the leaderboard, each run's scores "
+                        "and each verdict with its evidence")
 
     sub.add_parser("tasks", help="list the tasks")
 
@@ -244,8 +248,12 @@ def _main(args: argparse.Namespace) -> int:
             print(f"chart: {args.plot}", file=sys.stderr)
         return 0
     if cmd == "report":
-        from spore.posttrain.report import run_report
+        from spore.posttrain.report import run_report, write_html_report
 
-        print(run_report(args.run))
+        if args.html is not None:
+            print(write_html_report(args.runs, args.html))
+            return 0
+        for rd in args.runs:
+            print(run_report(rd))
         return 0
     return 2
