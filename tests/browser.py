@@ -75,7 +75,7 @@ class Chromium:
         profile.mkdir(parents=True, exist_ok=True)
         argv = [find_chromium(), "--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--disable-background-networking", "--disable-sync",
-                "--disable-component-update", "--mute-audio", "--remote-debugging-port=0",
+                "--disable-component-update", "--mute-audio", "--disable-dev-shm-usage", "--remote-debugging-port=0",
                 f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
         if os.geteuid() == 0:
             argv.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox

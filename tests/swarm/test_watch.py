@@ -12,7 +12,9 @@ Chromium keeps the page open throughout. Then:
 - a window record written into a copy of the store appears on an open page.
 
 No page may log a console error. Screenshots go to tests/artifacts/ (or
-$SPORE_ARTIFACTS).
+$SPORE_ARTIFACTS). Before the browser, a table of cases states the view's rules
+(spore.swarm.view) and an adversary's objects show the reader trusts only what
+their owners signed.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from pathlib import Path
 import pytest
 
 from spore.swarm.ledger import verify_ledger
+from spore.swarm.view import LedgerState, StoreSnapshot, run_view
+from spore.swarm.watch import RunReader
 
 from ..browser import Chromium, artifacts_dir
-
-pytestmark = pytest.mark.slow
 
 WINDOWS = 4
 RUN = ["--preset", "tiny", "--peers", "2", "--windows", str(WINDOWS), "--window-seconds", "8"]
@@ -160,6 +162,80 @@ def check_numbers(shown: dict, run: Path) -> None:
     assert shown["ledger_same"].startswith(f"{summary['windows']} window records identical")
 
 
+# --- the view and the reader, without a browser -----------------------------------------
+
+MANIFEST = {"run_id": "r", "preset": "tiny", "windows": 3, "window_seconds": 10.0, "t0": 1000.0,
+            "warmup_windows": 2, "gather_size": 15, "aggregation": "all", "extra": {"initial_eval_loss": 5.0}}
+A, B = "a" * 64, "b" * 64
+
+
+def record(w: int, **over) -> dict:
+    body = {"window": w, "eval_loss": 4.0 - w, "submissions": [{"peer": A, "bytes": 100}], "rejected": [],
+            "aggregated": [A], "sampled": [A], "scores": {A: {"outcome": 1.0}}, "ratings": {A: {"final": 1.0}},
+            "weights": {A: 1.0}, "gather": [A], "gather_next": [A], "measure_seconds": 2.0, "theta": f"t{w + 1}"}
+    return body | over
+
+
+# (name, snapshot, ledger windows, what the view must say)
+VIEW_CASES = [
+    ("before run.json: waiting", StoreSnapshot(), None, lambda v: v["state"] == "waiting"),
+    ("a window with nothing aggregated is counted as such",
+     StoreSnapshot(manifest=MANIFEST, records={0: record(0), 1: record(1, aggregated=[])}), None,
+     lambda v: v["totals"]["windows_without_update"] == [1] and v["state"] == "finishing"),
+    ("a rejection the validator could not pin on a peer still shows, by key",
+     StoreSnapshot(manifest=MANIFEST, records={0: record(0, rejected=[
+         {"peer": "", "key": "updates/00000000/X.upd", "reason": "bad-key", "detail": "<no id>"}])}), None,
+     lambda v: any(p.get("key") == "updates/00000000/X.upd" and p["rejected"]["reason"] == "bad-key"
+                   for p in v["windows"][0]["peers"])),
+    ("an open window shows who uploaded, from the listing",
+     StoreSnapshot(manifest=MANIFEST, records={0: record(0)}, uploads={1: {B: 321}}, gathers={1: {"peers": [A]}}), None,
+     lambda v: {p["peer"]: (p["submitted"], p["bytes"], p["in_gather"]) for p in v["windows"][1]["peers"]}
+     == {B: (True, 321, False), A: (False, None, True)}),
+    ("a peer's status with another theta than the record's is a disagreement",
+     StoreSnapshot(manifest=MANIFEST, theta0="t0", records={0: record(0)},
+                   statuses={0: {A: {"theta": "t0"}}, 1: {A: {"theta": "t1"}, B: {"theta": "forked"}}}), None,
+     lambda v: (v["totals"]["theta_reports"], v["totals"]["theta_agreeing"]) == (3, 2)),
+    ("a ledger record that differs from the store's is named",
+     StoreSnapshot(manifest=MANIFEST, validator=A, records={0: record(0), 1: record(1)}),
+     {0: record(0), 1: record(1, eval_loss=0.1)},
+     lambda v: v["ledger"]["windows_same"] == [0] and v["ledger"]["windows_differ"] == [1]),
+]
+
+
+@pytest.mark.parametrize(("case", "snap", "ledger_windows", "says"), VIEW_CASES, ids=[c[0] for c in VIEW_CASES])
+def test_view(case, snap, ledger_windows, says):
+    ledger = None if ledger_windows is None else LedgerState("l", True, 3, None, "", A, ledger_windows)
+    view = run_view(snap, ledger, now=1000.0 + 10 * 3 + 1, source={"store": "s", "ledger": None})
+    assert says(view), view
+
+
+def test_reader_shows_only_objects_signed_by_their_owner(tmp_path: Path):
+    """A record signed by someone else, or a status signed by another peer, is listed as a problem, never shown."""
+    from spore.swarm.identity import Identity
+    from spore.swarm.protocol import sign_json
+    from spore.swarm.store import open_store
+
+    validator, impostor, peer = Identity.generate(), Identity.generate(), Identity.generate()
+    store = open_store(str(tmp_path / "store"))
+    store.put("run.json", sign_json(MANIFEST | {"validator": validator.hex}, validator))
+    store.put("windows/00000000.json", sign_json(record(0), validator))
+    store.put("windows/00000001.json", sign_json(record(1), impostor))
+    store.put("windows/00000002.json", sign_json(record(0), validator))  # window 0's record replayed
+    store.put(f"status/00000000/{peer.hex}.json", sign_json({"peer": peer.hex, "window": 0, "theta": "x"}, peer))
+    store.put(f"status/00000001/{peer.hex}.json", sign_json({"peer": peer.hex, "window": 1, "theta": "x"}, impostor))
+    reader = RunReader(str(tmp_path / "store"))
+    snap = reader.snapshot()
+    assert sorted(snap.records) == [0]
+    assert list(snap.statuses) == [0]
+    assert any(p.startswith("windows/00000001.json") for p in snap.problems)
+    assert any(p.startswith(f"status/00000001/{peer.hex}.json") for p in snap.problems)
+    pinned = RunReader(str(tmp_path / "store"), validator=impostor.hex).view()
+    assert pinned["state"] == "waiting" and any("run.json" in p for p in pinned["problems"])
+
+
+# --- in a real browser, on a real run ------------------------------------------------------
+
+@pytest.mark.slow
 def test_live_page_follows_the_run_from_waiting_to_finished(live):
     timeline, page = live["timeline"], live["page"]
     states = [t["state"] for t in timeline]
@@ -173,11 +249,13 @@ def test_live_page_follows_the_run_from_waiting_to_finished(live):
     assert page.errors() == []
 
 
+@pytest.mark.slow
 def test_live_page_numbers_equal_summary_and_ledger(live):
     check_numbers(live["page"].eval(READ_PAGE), live["run"])
     assert live["page"].errors() == []
 
 
+@pytest.mark.slow
 def test_report_is_one_file_that_needs_no_network(live, browser: Chromium, tmp_path: Path):
     out = tmp_path / "report.html"
     subprocess.run(spore("swarm", "report", live["run"], "--html", out), check=True, capture_output=True)
@@ -192,6 +270,7 @@ def test_report_is_one_file_that_needs_no_network(live, browser: Chromium, tmp_p
     assert page.errors() == []
 
 
+@pytest.mark.slow
 def test_live_page_shows_a_window_record_as_it_lands(live, browser: Chromium, tmp_path: Path):
     """Deterministic: a copy of the finished run without its last record, then the record."""
     copy = tmp_path / "run"
