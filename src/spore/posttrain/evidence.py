@@ -23,7 +23,8 @@ from spore.posttrain.snapshot import digest, snapshot_dir
 
 # Written by the harness, in this order; a missing one counts as missing.
 EVIDENCE = ("run.json", "manifest.json", "secrets/secret.json", "trace/outcome.json",
-            "trace/files.json", "trace/syscalls.log", "trace/stdout.txt", "trace/stderr.txt",
+            "trace/files.json", "trace/syscalls.log", "trace/network.jsonl", "trace/stdout.txt",
+            "trace/stderr.txt",
             "evaluation.json", "result.json")
 
 

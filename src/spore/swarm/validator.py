@@ -34,7 +34,7 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -640,7 +640,7 @@ def measure_updates(
     rand = measurement_rows(rep.corpus, m, link)
     theta = [p.detach().clone() for p in rep.params()]
     rep.model.eval()
-    rows: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    rows: dict[str, RowLosses] = {}
     with torch.no_grad():
         random_before = M.row_losses(rep.model, rand)
         for s in order:
@@ -649,21 +649,34 @@ def measure_updates(
             own = own_rows(rep.corpus, m, s, link)
             own_before = M.row_losses(rep.model, own)
             apply_alone(rep, s)
-            rows[s.peer.hex()] = (own, own_before, M.row_losses(rep.model, own), M.row_losses(rep.model, rand))
+            rows[s.peer.hex()] = RowLosses(s, own, own_before, M.row_losses(rep.model, own),
+                                           M.row_losses(rep.model, rand))
             _restore(rep, theta)
-    plain = {p: make_measurement(ob, oa, random_before, ra, behind(s))
-             for s in order if (p := s.peer.hex()) in rows for _, ob, oa, ra in [rows[p]]}
+    plain = {p: make_measurement(x.own_before, x.own_after, random_before, x.random_after, behind(x.sub))
+             for p, x in rows.items()}
     reference = reference_set(g.accepted, allowed, plain, params)
     if not reference:
         return plain, []
     with torch.no_grad():
         apply_alone(rep, Gathered(rep.window, sorted(reference, key=lambda s: s.peer), []))
         random_ref = M.row_losses(rep.model, rand)
-        own_ref = {p: M.row_losses(rep.model, own) for p, (own, *_) in rows.items()}
+        own_ref = {p: M.row_losses(rep.model, x.own) for p, x in rows.items()}
         _restore(rep, theta)
-    out = {p: make_measurement(ob, oa, random_before, ra, x.behind, own_ref[p], random_ref)
-           for p, x in plain.items() for _, ob, oa, ra in [rows[p]]}
+    out = {p: make_measurement(x.own_before, x.own_after, random_before, x.random_after, behind(x.sub),
+                               own_ref[p], random_ref)
+           for p, x in rows.items()}
     return out, sorted(s.peer.hex() for s in reference)
+
+
+@dataclass
+class RowLosses:
+    """One measured update's per-row losses: its own rows before and after it, random rows after it."""
+
+    sub: Submission
+    own: np.ndarray
+    own_before: np.ndarray
+    own_after: np.ndarray
+    random_after: np.ndarray
 
 
 def reference_set(
