@@ -18,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
+from spore.cliargs import Parser
+from spore.cliargs import non_negative_int as _non_negative_int
 from spore.cliargs import positive_float as _positive_float
 from spore.cliargs import positive_int as _positive_int
 
@@ -64,14 +66,20 @@ def _ledger(args: argparse.Namespace) -> int:
             for line in show(path):
                 print(line)
         except (sqlite3.DatabaseError, KeyError, ValueError) as e:
-            raise ValueError(f"{path} is not a readable spore ledger ({e}); try `spore ledger verify`") from None
+            raise ValueError(f"{path} is not a readable spore ledger ({e}); give a run's ledger.sqlite "
+                             "or the run folder holding it") from None
         return 0
     if args.ledger_command == "audit":
         from spore.swarm.audit_cli import run_audit
 
         return run_audit(args.path, args.store, args.validator)
     pinned = parse_id(args.validator) if args.validator else None
+    if not path.is_file():
+        raise FileNotFoundError(f"no ledger at {path}; give a run's ledger.sqlite or the run folder holding it")
     result = verify_ledger(path, pinned)
+    if not result.ok and result.records == 0:  # nothing to verify: not a ledger at all
+        raise ValueError(f"{path} is not a spore ledger ({result.problem}); give a run's ledger.sqlite "
+                         "or the run folder holding it")
     if result.ok:
         print(f"ledger OK: {result.records} records, chain and signatures verified")
         return 0
@@ -110,11 +118,17 @@ def _preset(text: str) -> str:
     return text
 
 
+def _presets_help() -> str:
+    from spore.model import PRESETS
+
+    return "; ".join(f"{name} ({p.notes})" if p.notes else name for name, p in sorted(PRESETS.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spore.model import DEFAULT_PRESET
 
-    parser = argparse.ArgumentParser(prog="spore", description="trust nothing that is not verified")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser = Parser(prog="spore", description="trust nothing that is not verified")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (and show tracebacks)")
     top = parser.add_subparsers(dest="command", required=True)
 
     swarm = top.add_parser("swarm", help="permissionless SparseLoCo training").add_subparsers(
@@ -122,14 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = swarm.add_parser("run", help="run a whole network locally as separate processes")
-    run.add_argument("--peers", type=_positive_int, default=3)
-    run.add_argument("--windows", type=_positive_int, default=None, help="default: the preset's")
-    run.add_argument("--preset", type=_preset, default=DEFAULT_PRESET)
-    run.add_argument("--out", type=Path, default=Path("runs/swarm"))
-    run.add_argument("--store", default=None, help="store URL (default: OUT/store); s3://bucket/prefix?endpoint=...")
-    run.add_argument("--window-seconds", type=_positive_float, default=None, help="default: the preset's")
-    run.add_argument("--aggregation", choices=["all", "chosen"], default="all")
-    run.add_argument("--outer-lr", type=_positive_float, default=None)
+    run.add_argument("--peers", type=_positive_int, default=3, help="honest peers, each its own process")
+    run.add_argument("--windows", type=_positive_int, default=None, help="training windows (default: the preset's)")
+    run.add_argument("--preset", type=_preset, default=DEFAULT_PRESET, metavar="NAME",
+                     help=f"model and schedule: {_presets_help()}")
+    run.add_argument("--out", type=Path, default=Path("runs/swarm"), metavar="DIR",
+                     help="a new run folder: summary.json, plots, logs, keys, the final model")
+    run.add_argument("--store", default=None, metavar="URL",
+                     help="a store folder, http://HOST:PORT or s3://bucket/prefix?endpoint=... "
+                          "(default: a store service over OUT/store)")
+    run.add_argument("--window-seconds", type=_positive_float, default=None, metavar="SECONDS",
+                     help="length of a window (default: the preset's)")
+    run.add_argument("--aggregation", choices=["all", "chosen"], default="all",
+                     help="the outer step sums all accepted updates, or only the gather list's")
+    run.add_argument("--outer-lr", type=_positive_float, default=None, metavar="ALPHA",
+                     help="outer learning rate (default: the preset's, 1.0)")
     run.add_argument("--late", type=_at_window, action="append", default=[], metavar="PEER@WINDOW",
                      help="start this peer only when this window opens (repeatable)")
     run.add_argument("--crash", type=_at_window, action="append", default=[], metavar="PEER@WINDOW",
@@ -145,31 +166,41 @@ def build_parser() -> argparse.ArgumentParser:
                      help="TEST ONLY: the validator favours (or drops) peer 0; `spore ledger audit` must catch it")
 
     peer = swarm.add_parser("peer", help="join a run as a peer")
-    peer.add_argument("--store", required=True)
-    peer.add_argument("--validator", required=True, help="the run validator's id (64 hex digits)")
+    peer.add_argument("--store", required=True, metavar="URL",
+                      help="the run's store: a folder that exists, http://HOST:PORT or s3://bucket/prefix?endpoint=...")
+    peer.add_argument("--validator", required=True, metavar="ID", help="the run validator's id (64 hex digits)")
     peer.add_argument("--key", type=Path, required=True, help="identity file (created if missing)")
-    peer.add_argument("--workdir", type=Path, required=True)
+    peer.add_argument("--workdir", type=Path, required=True, metavar="DIR", help="the peer's own files (created)")
     peer.add_argument("--wait", type=_positive_float, default=300.0, help="seconds to wait for the run")
     peer.add_argument("--adversary", type=_adversary, default=None, metavar="KIND",
                       help="behave as this kind of cheater (for tests and demos)")
 
     val = swarm.add_parser("validator", help="open a run (or --resume one) and validate it")
-    val.add_argument("--store", required=True)
-    val.add_argument("--key", type=Path, required=True)
-    val.add_argument("--out", type=Path, required=True)
-    val.add_argument("--preset", type=_preset, default=DEFAULT_PRESET)
-    val.add_argument("--windows", type=_positive_int, default=None)
-    val.add_argument("--window-seconds", type=_positive_float, default=None)
-    val.add_argument("--grace-seconds", type=_positive_float, default=None)
-    val.add_argument("--min-peers", type=int, default=0)
-    val.add_argument("--aggregation", choices=["all", "chosen"], default="all")
-    val.add_argument("--outer-lr", type=_positive_float, default=None)
+    val.add_argument("--store", required=True, metavar="URL",
+                     help="a store folder (created for a new run), http://HOST:PORT or s3://bucket/prefix?endpoint=...")
+    val.add_argument("--key", type=Path, required=True, help="the validator's identity file (created if missing)")
+    val.add_argument("--out", type=Path, required=True, metavar="DIR",
+                     help="the validator's folder: its ledger.sqlite, checkpoints, the final model")
+    val.add_argument("--preset", type=_preset, default=DEFAULT_PRESET, metavar="NAME",
+                     help=f"model and schedule: {_presets_help()}")
+    val.add_argument("--windows", type=_positive_int, default=None, help="training windows (default: the preset's)")
+    val.add_argument("--window-seconds", type=_positive_float, default=None, metavar="SECONDS",
+                     help="length of a window (default: the preset's)")
+    val.add_argument("--grace-seconds", type=_positive_float, default=None, metavar="SECONDS",
+                     help="how late after a window's end a submission still counts "
+                          "(default: 1, or an eighth of a shorter window)")
+    val.add_argument("--min-peers", type=_non_negative_int, default=0, metavar="N",
+                     help="before window 0, wait (a bounded while) for this many peers to announce")
+    val.add_argument("--aggregation", choices=["all", "chosen"], default="all",
+                     help="the outer step sums all accepted updates, or only the gather list's")
+    val.add_argument("--outer-lr", type=_positive_float, default=None, metavar="ALPHA",
+                     help="outer learning rate (default: the preset's, 1.0)")
     val.add_argument("--resume", action="store_true", help="continue the run this key opened in STORE")
     val.add_argument("--dishonest", type=_dishonest, default=None, metavar="favour:ID|drop:ID",
                      help="TEST ONLY: favour or drop one peer; `spore ledger audit` must catch it")
 
     kg = swarm.add_parser("keygen", help="write a new identity file and print its id")
-    kg.add_argument("path", type=Path)
+    kg.add_argument("path", type=Path, help="where to write it (refused if it exists)")
 
     from spore.swarm.storeserver import add_arguments as store_server_arguments
 
@@ -184,14 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lv = ledger.add_parser("verify", help="check the hash chain and every signature")
     lv.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
-    lv.add_argument("--validator", default=None, help="pin the validator id the ledger must be signed by")
+    lv.add_argument("--validator", default=None, metavar="ID",
+                    help="pin the validator id the ledger must be signed by (default: the one it names)")
     ls = ledger.add_parser("show", help="print a readable history")
     ls.add_argument("path", type=Path, help="ledger.sqlite, or a run folder holding one")
     la = ledger.add_parser("audit", help="recompute every decision of the validator from the store and the ledger")
     la.add_argument("path", help="a run folder (its ledger.sqlite; store: --store or RUN/store), or a store URL "
                                  "(the validator's signed window records in it)")
     la.add_argument("--store", default=None, help="the run's store URL (default: RUN/store, or RUN/store.url)")
-    la.add_argument("--validator", default=None, help="pin the validator id (default: the one the ledger names)")
+    la.add_argument("--validator", default=None, metavar="ID",
+                    help="pin the validator id (default: the one the ledger names)")
 
     from spore.posttrain.cli import register as register_posttrain
 
@@ -199,7 +232,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional dependencies (pyproject's extras) and the extra that brings each.
+EXTRAS = {"boto3": "s3", "botocore": "s3", "matplotlib": "plots"}
+
+
+def _missing_module(e: ModuleNotFoundError) -> str:
+    top = (e.name or "").split(".")[0]
+    if top in EXTRAS:
+        need = f"this needs {top}" if str(e).startswith("No module named") else str(e)
+        return f"{need}, an optional dependency: pip install 'spore[{EXTRAS[top]}]'"
+    return f"the Python package {top or e.name} is missing: run scripts/setup (or pip install -e .)"
+
+
+def one_line(e: BaseException) -> str:
+    """An error as the one line the user reads: the problem, and where the code says it, the fix."""
+    import sqlite3
+
+    if isinstance(e, ModuleNotFoundError):
+        return _missing_module(e)
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        text = f"{e.filename}: {e.strerror}"
+    elif isinstance(e, sqlite3.Error):
+        text = f"database error: {e}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
+
     from spore.swarm.store import StoreError
 
     parser = build_parser()
@@ -209,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # e.g. botocore's "Found credentials in environment variables."
+        logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         if args.command == "swarm":
             return _swarm(args)
@@ -220,16 +284,27 @@ def main(argv: list[str] | None = None) -> int:
             return posttrain_main(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, TimeoutError, StoreError) as e:
-        print(f"spore: error: {e}", file=sys.stderr)
+    # What a user can act on (a bad value, file, store or network) is one line; -v shows the traceback.
+    except (ValueError, OSError, StoreError, RuntimeError, ModuleNotFoundError, sqlite3.Error) as e:
+        if args.verbose:
+            raise
+        print(f"spore: error: {one_line(e)}", file=sys.stderr)
         return 2
     parser.error("unknown command")
     return 2
 
 
+def _require(module: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"{what} with {module}", name=module)
+
+
 def _swarm(args: argparse.Namespace) -> int:
     from spore.model import get_preset
     from spore.swarm.identity import Identity, parse_id
+    from spore.swarm.protocol import RUN_KEY
     from spore.swarm.store import open_store
 
     if args.swarm_command == "keygen":
@@ -253,6 +328,7 @@ def _swarm(args: argparse.Namespace) -> int:
     if args.swarm_command == "run":
         from spore.swarm.runner import PeerPlan, run_network, run_ok
 
+        _require("matplotlib", "spore swarm run draws its plots")  # now, not after the whole run
         preset = get_preset(args.preset)
         windows = args.windows or preset.windows
         plans = {i: PeerPlan(i) for i in range(args.peers)}
@@ -276,12 +352,18 @@ def _swarm(args: argparse.Namespace) -> int:
         )
         return 0 if run_ok(summary) else 1
 
+    validator = parse_id(args.validator) if args.swarm_command == "peer" else None
     ident = Identity.load_or_create(args.key)
-    store = open_store(args.store, ident)
+    # Only a validator opening a new run creates a store folder: a mistyped --store for a
+    # peer or for --resume is an error, not a new empty store (issue 12).
+    store = open_store(args.store, ident, create=args.swarm_command == "validator" and not args.resume)
+    # Reach the store now, so that a dead endpoint, missing credentials or a wrong URL
+    # fails in seconds, before the slow start (corpus, model code).
+    store.head(RUN_KEY)
     if args.swarm_command == "peer":
         from spore.swarm.peer import join
 
-        validator = parse_id(args.validator)
+        assert validator is not None
         peer = join(store, ident, validator, args.workdir, args.wait, args.adversary)
         peer.run()
         return 0

@@ -90,15 +90,15 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="posttrain_command", required=True)
 
     mb = sub.add_parser("make-base", help="build a base model folder from a spore.model config")
-    mb.add_argument("--out", type=Path, required=True)
-    mb.add_argument("--config", choices=["tiny", "small"], default="tiny")
+    mb.add_argument("--out", type=Path, required=True, help="the new model folder (save_pretrained layout)")
+    mb.add_argument("--config", choices=["tiny", "small"], default="tiny", help="model size (spore.model presets)")
     mb.add_argument("--pretrain", type=duration, default=None, metavar="DURATION",
                     help="pre-train on the stdlib corpus for this long (default: none)")
-    mb.add_argument("--init-seed", type=_seed, default=0)
+    mb.add_argument("--init-seed", type=_seed, default=0, help="seed of the initial weights (an integer >= 0)")
 
     mr = sub.add_parser("make-reference", help="train a reference model per task: OUT/<task>/")
-    mr.add_argument("--base", type=Path, required=True)
-    mr.add_argument("--out", type=Path, required=True)
+    mr.add_argument("--base", type=Path, required=True, help="base model folder (from make-base)")
+    mr.add_argument("--out", type=Path, required=True, help="folder for the reference models, one per task")
     mr.add_argument("--steps", type=_positive_int, default=REFERENCE_STEPS,
                     help=f"SFT steps per task (default {REFERENCE_STEPS}: about 3x what a "
                          "default 5m run takes on one CPU core)")
@@ -117,7 +117,7 @@ def register(subparsers) -> None:
                      help="a built-in task, or a task folder's path (docs/posttrain.md, \"Real benchmarks\")")
     run.add_argument("--time-limit", type=duration, default=duration(DEFAULT_TIME_LIMIT),
                      metavar="DURATION", help=f"default {DEFAULT_TIME_LIMIT}")
-    run.add_argument("--seed", type=_seed, default=0)
+    run.add_argument("--seed", type=_seed, default=0, help="the run's seed (an integer >= 0), recorded in run.json")
     run.add_argument("--out", type=Path, required=True, help="a new run folder")
     run.add_argument("--grace", type=duration, default=5.0, metavar="DURATION",
                      help="between SIGTERM and SIGKILL (default 5s)")
@@ -152,16 +152,16 @@ def register(subparsers) -> None:
     run.add_argument("--no-trace", action="store_true", help="do not record a syscall trace")
 
     j = sub.add_parser("judge", help="check runs' integrity; writes RUN/judgement.json")
-    j.add_argument("runs", type=Path, nargs="+")
+    j.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (from posttrain run)")
 
     s = sub.add_parser("score", help="leaderboard over runs")
-    s.add_argument("runs", type=Path, nargs="+")
+    s.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (from posttrain run)")
     s.add_argument("--plot", type=Path, default=None, help="write a bar chart PNG here")
     s.add_argument("--json", action="store_true", help="print the leaderboard as JSON")
 
     r = sub.add_parser("report", help="RUN/report.md with a bar chart RUN/report.png, for each run; "
                                       "or, with --html, one page over all of them")
-    r.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    r.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (from posttrain run)")
     r.add_argument("--html", type=Path, default=None, metavar="FILE",
                    help="write one self-contained HTML page here: the leaderboard, each run's scores "
                         "and each verdict with its evidence")

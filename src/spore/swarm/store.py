@@ -158,7 +158,8 @@ class LocalStore:
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
-            raise StoreError(f"{self.root}: no such store directory")
+            raise StoreError(f"{self.root}: no such store directory; check --store (only `spore swarm run` "
+                             "and a validator opening a new run create one)")
         self.url = str(self.root)
 
     def path(self, key: str) -> Path:
@@ -241,8 +242,11 @@ class S3Store:
     """Timestamps are the server's LastModified, which no writer sets."""
 
     def __init__(self, url: str) -> None:
-        import boto3
-        from botocore.config import Config
+        try:
+            import boto3
+            from botocore.config import Config
+        except ModuleNotFoundError:
+            raise StoreError("s3:// stores need boto3, an optional dependency: pip install 'spore[s3]'") from None
 
         u = urlparse(url)
         if u.scheme != "s3" or not u.netloc:
@@ -258,7 +262,8 @@ class S3Store:
             "s3",
             endpoint_url=q.get("endpoint"),
             region_name=q.get("region", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+            # A dead endpoint fails in seconds (3 tries of a 3 s connect), not minutes (issue 12).
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=30),
         )
 
     def _k(self, key: str) -> str:
@@ -270,17 +275,32 @@ class S3Store:
 
     @contextlib.contextmanager
     def _failures(self, op: str, key: str) -> Iterator[None]:
-        """botocore's exceptions (no credentials, no endpoint, access denied...) as one-line StoreErrors."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """botocore's exceptions as one-line StoreErrors that name the problem and the fix."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+        from botocore.exceptions import ConnectionError as EndpointDown
 
+        where = f"s3 {op} {key!r} in bucket {self.bucket}"
         try:
             yield
         except ClientError as e:
             err = e.response.get("Error", {})
-            raise StoreError(f"s3 {op} {key!r} in bucket {self.bucket}: {err.get('Code', '?')}: "
-                             f"{err.get('Message', e)}") from None
+            code = str(err.get("Code", "?"))
+            fix = _S3_FIXES.get(code, "").format(bucket=self.bucket)
+            raise StoreError(f"{where}: {code}: {err.get('Message', e)}" + (f"; {fix}" if fix else "")) from None
+        except (NoCredentialsError, PartialCredentialsError) as e:
+            raise StoreError(f"{where}: {type(e).__name__}: {e}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                             "(or AWS_PROFILE) for this S3 service") from None
+        except EndpointDown as e:
+            endpoint = self.client.meta.endpoint_url
+            raise StoreError(f"{where}: cannot reach {endpoint} ({type(e).__name__}); is the S3 service up? "
+                             "check endpoint= in the store URL") from None
         except (BotoCoreError, OSError) as e:
-            raise StoreError(f"s3 {op} {key!r} in bucket {self.bucket}: {type(e).__name__}: {e}") from None
+            raise StoreError(f"{where}: {type(e).__name__}: {e}") from None
 
     def put(self, key: str, data: bytes) -> None:
         k = self._k(key)
@@ -340,6 +360,16 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=k)
 
 
+# What to do about the S3 errors a user can fix (ClientError codes).
+_S3_FIXES = {
+    "NoSuchBucket": "create the bucket {bucket} first, or check the s3://BUCKET/ in the store URL",
+    "AccessDenied": "check the credentials and the bucket's access policy",
+    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
+    "403": "check the credentials and the bucket's access policy",
+}
+
+
 class HttpStore:
     """Client of the store service (spore.swarm.storeserver), URL `http://HOST:PORT`.
 
@@ -385,6 +415,9 @@ class HttpStore:
             if len(data) != int(length):
                 raise StoreError(f"{self.url}: {method} {key}: reply cut short ({len(data)} of {length} bytes)")
             return r.status, r.headers, data
+        except ConnectionRefusedError:
+            raise StoreError(f"{self.url}: {method} {key}: ConnectionRefusedError; is the store service "
+                             "(`spore swarm store-server`) running there?") from None
         except (OSError, http.client.HTTPException) as e:
             raise StoreError(f"{self.url}: {method} {key}: {type(e).__name__}: {e}") from None
         finally:

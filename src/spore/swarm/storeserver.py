@@ -583,9 +583,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, required=True, help="the directory to serve (created if missing)")
     p.add_argument("--validator", required=True, help="the run validator's id (64 lower-case hex digits)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    from spore.cliargs import port, positive_float, positive_int
+
+    p.add_argument("--port", type=port, default=0, help="port (default 0: any free port)")
     for f in dataclasses.fields(Limits):  # one flag per limit, e.g. --max-body-bytes
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+        kind = positive_int if isinstance(f.default, int) else positive_float
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
                        metavar=type(f.default).__name__.upper(), help=f"default {f.default}")
     p.add_argument("--ready-file", type=Path, default=None, help="write the bound port here once serving")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process (the parent) dies")
