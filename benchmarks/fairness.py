@@ -50,7 +50,9 @@ def adversary_kinds() -> list[str]:
 
 
 def swarm(out: Path, preset: str, peers: int, windows: int, window_seconds: float, adversaries: list[str],
-          sybils: int) -> dict[str, Any]:
+          sybils: int, reuse: bool = False) -> dict[str, Any]:
+    if reuse:
+        return json.loads((out / "summary.json").read_text())
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "spore", "swarm", "run", "--preset", preset, "--peers", str(peers),
@@ -97,18 +99,22 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="keep one core busy with a spinning process")
     ap.add_argument("--window-seconds", type=float, default=None, help="default: 20 (tiny), 24 (small)")
     ap.add_argument("--out", type=Path, default=RESULTS / "fairness.json")
+    ap.add_argument("--from-runs", action="store_true",
+                    help="do not run: tabulate the run folders already in benchmarks/results/fairness-runs/")
     args = ap.parse_args()
     runs = RESULTS / "fairness-runs"
     kinds = adversary_kinds()
-    busy = spinner() if args.busy else None
+    busy = spinner() if args.busy and not args.from_runs else None
     rows: list[dict[str, Any]] = []
     try:
         for preset in args.presets:
             for seed in range(args.seeds):
                 common = (preset, args.peers, WINDOWS[preset], args.window_seconds or WINDOW_SECONDS[preset])
-                honest = swarm(runs / f"{preset}-{seed}-honest", *common, [], args.sybils)
+                if args.from_runs and not (runs / f"{preset}-{seed}-attacked" / "summary.json").exists():
+                    continue
+                honest = swarm(runs / f"{preset}-{seed}-honest", *common, [], args.sybils, args.from_runs)
                 rows.append(row(preset, seed, "honest", honest, None))
-                attacked = swarm(runs / f"{preset}-{seed}-attacked", *common, kinds, args.sybils)
+                attacked = swarm(runs / f"{preset}-{seed}-attacked", *common, kinds, args.sybils, args.from_runs)
                 rows.append(row(preset, seed, "attacked", attacked, honest["final_eval_loss"]))
                 for r in rows[-2:]:
                     print(json.dumps({k: r[k] for k in ("preset", "seed", "network", "honest_retention",
