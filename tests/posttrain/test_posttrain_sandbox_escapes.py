@@ -128,15 +128,21 @@ def _outcome(run: Path) -> dict:
 # --- pure parts: the bwrap command line, the cgroup's files, the trace's completeness ------
 
 
-def test_bwrap_hides_the_run_shows_work_and_drops_everything():
-    plan = mount_plan("/data/runs/r1", ["/data/models/instruct"], ["/opt/venv"])
+def test_bwrap_shows_the_system_and_work_and_drops_everything_else():
+    plan = mount_plan("/data/runs/r1", system={"/usr": None, "/bin": "usr/bin"},
+                      shown=["/opt/venv", "/data/src"], hidden=["/data/src/instruct"])
     argv = bwrap_argv("bwrap", plan, "/data/runs/r1/work", network=False)
     text = " ".join(argv)
-    assert argv[:8] == ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    assert "--tmpfs /data/runs" in text and "--tmpfs /data/models/instruct" in text
-    assert "--bind /data/runs/r1/work /data/runs/r1/work" in text
-    assert text.index("--tmpfs /data/runs ") < text.index("--bind /data/runs/r1/work")
-    assert text.index("--bind /data/runs/r1/work") < text.index("--remount-ro /data/runs")
+    assert argv[:5] == ["bwrap", "--dev", "/dev", "--proc", "/proc"]  # no `--ro-bind / /`
+    for option in ("--ro-bind-try /usr /usr", "--symlink usr/bin /bin",
+                   "--ro-bind-try /opt/venv /opt/venv", "--tmpfs /tmp", "--tmpfs /data/src/instruct",
+                   "--bind /data/runs/r1/work /data/runs/r1/work",
+                   "--ro-bind-try /data/runs/r1/work/base_model /data/runs/r1/work/base_model"):
+        assert option in text, option
+    assert "/data/runs/r1 " not in text.replace("/data/runs/r1/work", "")  # never named: unseen
+    assert text.index("--bind /data/runs/r1/work") < text.index("--ro-bind-try /data/runs/r1/work/b")
+    assert text.index("--tmpfs /data/src/instruct") < text.index("--remount-ro /data/src/instruct")
+    assert text.endswith("--remount-ro / " + text.split("--remount-ro / ", 1)[1])  # root read-only
     for flag in ("--unshare-pid", "--die-with-parent", "--new-session", "--cap-drop ALL",
                  "--unshare-net"):
         assert flag in text

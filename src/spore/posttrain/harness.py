@@ -3,7 +3,8 @@
     RUN_DIR/
       run.json                the run's parameters (agent, base, task, seed, limits, registry)
       secrets/secret.json     the hidden split's secret seed; never copied into work/
-      secrets/task/           a task folder's copy, test split subsampled (taskfolder.py)
+      secrets/task/           a task folder's copy, its test split cut into test.jsonl (the
+                              hidden split) and heldback.jsonl (the judge's fresh items)
       manifest.json           hashes of the work folder's evaluation copy at the start
       work/                   the agent's folder (TASK.md, task.json, timer, base_model/,
                               public/, eval/) and whatever the agent leaves (final_model/)
@@ -18,9 +19,10 @@
       result.json             the run's summary: scores, usable model or not, the snapshot's
                               digest, timings
 
-The pipeline: prepare -> sandbox (the agent sees work/ only) -> snapshot of the model
--> pristine evaluation. Everything but work/ is written where the sandboxed agent
-cannot see, let alone write (isolation.mount_plan hides the whole run folder).
+The pipeline: prepare -> sandbox (the agent sees work/, the system, the Python
+installation and what its command names) -> snapshot of the model -> pristine
+evaluation. Everything but work/ is written where the sandboxed agent cannot see,
+let alone write (isolation.mount_plan shows nothing else of the run folder).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from pathlib import Path
 
 from spore.posttrain import egress, resources, sandbox, snapshot, taskfolder
 from spore.posttrain.evaluate import environment_digests
-from spore.posttrain.isolation import Step, mount_plan
+from spore.posttrain.isolation import SYSTEM_DIRS, Step, mount_plan, within
 from spore.posttrain.tasks import TEMPLATE, LocalTask, Task
 
 BUILTIN_AGENTS = ("honest-sft", "test-set-trainer", "hardcoder", "eval-tamperer",
@@ -155,13 +157,63 @@ def folder_digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
 
 
 def python_roots() -> list[str]:
-    """Where an agent may read outside its work folder: the Python installation and
-    the import path (the current directory excluded: it may hold run folders)."""
+    """The harness's own Python installation and import path, which the built-in agents
+    and the egress forwarder run on (the current directory excluded: it may hold run
+    folders)."""
     here = os.getcwd()
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     roots.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)
                  and os.path.abspath(p) != here)
     return sorted(os.path.realpath(r) for r in roots)
+
+
+_PYTHON = re.compile(r"python[0-9.]*")
+
+
+def interpreter_roots(executable: str) -> list[str]:
+    """What another Python interpreter reads, found from its files (nothing is run): its
+    installation (the folder above bin/, as named and with links resolved), the one a
+    venv's pyvenv.cfg names as `home`, and the folders its site-packages' .pth files list
+    (an editable install's source). A folder counts as an installation only with a
+    pyvenv.cfg or a lib/pythonX.Y/: a `python` link in ~/bin does not show all of ~."""
+    prefixes = set()
+    for exe in (executable, os.path.realpath(executable)):
+        prefix = os.path.dirname(os.path.dirname(exe))
+        cfg = Path(prefix) / "pyvenv.cfg"
+        if cfg.is_file():
+            prefixes.add(prefix)
+            for line in cfg.read_text(errors="replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and os.path.isabs(value.strip()):
+                    prefixes.add(os.path.dirname(os.path.realpath(value.strip())))
+        elif list(Path(prefix).glob("lib/python3*/os.py")):
+            prefixes.add(prefix)
+    roots = {q for p in prefixes for q in (os.path.normpath(p), os.path.realpath(p))}
+    for prefix in list(roots):
+        for pth in Path(prefix).glob("lib/python*/site-packages/*.pth"):
+            for line in pth.read_text(errors="replace").splitlines():
+                line = line.strip()
+                if os.path.isabs(line) and os.path.isdir(line):
+                    roots.add(os.path.realpath(line))
+    return sorted(r for r in roots if r != "/" and not any(within(r, d) for d in SYSTEM_DIRS))
+
+
+def agent_paths(argv: list[str]) -> tuple[list[str], list[str]]:
+    """What the agent's command names on this machine, shown read-only in the sandbox:
+    every word that is an absolute path to an existing file or folder, also as
+    NAME=PATH[:PATH...] (`env PYTHONPATH=/opt/agent python /opt/agent/main.py`); and,
+    for each Python interpreter among them, its installation (interpreter_roots). A
+    program named without a path is looked up on PATH inside the sandbox, where only the
+    system folders and the harness's installation are. Returns (paths, interpreter roots)."""
+    named: set[str] = set()
+    for word in argv:
+        value = word.split("=", 1)[1] if "=" in word and not word.startswith("/") else word
+        named.update(p for p in value.split(os.pathsep) if os.path.isabs(p) and os.path.exists(p))
+    roots: set[str] = set()
+    for p in named:
+        if os.path.isfile(p) and os.access(p, os.X_OK) and _PYTHON.fullmatch(os.path.basename(p)):
+            roots.update(interpreter_roots(p))
+    return sorted({os.path.normpath(p) for p in named} - {"/"}), sorted(roots)
 
 
 def prepare_work(cfg: RunConfig, task: Task | LocalTask, deadline: float) -> Path:
@@ -280,6 +332,7 @@ def run(cfg: RunConfig) -> dict:
     check_network(cfg)
     task, local_test = taskfolder.resolve_task(cfg.task, cfg.test_size)
     argv = agent_argv(cfg.agent)
+    named, named_roots = agent_paths(argv)
     base_cfg = check_model_dir(cfg.base, "--base")
     if local_test is not None and "max_position_embeddings" in base_cfg:
         taskfolder.check_context(task, local_test, int(base_cfg["max_position_embeddings"]), cfg.task)
@@ -332,7 +385,8 @@ def run(cfg: RunConfig) -> dict:
         "allowed_hosts": [str(a) for a in cfg.allow_hosts],
         "network_log": NETWORK_LOG if cfg.allow_hosts else None,
         "memory_bytes": cfg.memory_bytes, "started": started, "deadline": deadline,
-        "harness": str(PACKAGE_DIR), "python_roots": python_roots(),
+        "harness": str(PACKAGE_DIR), "python_roots": sorted({*python_roots(), *named_roots}),
+        "agent_paths": named,  # shown read-only in the sandbox, with python_roots
     }
     if local_test is not None:  # the judge flags reads of its test.jsonl like reads of secrets/
         run_info["task_folder"] = str(Path(cfg.task).resolve())
@@ -400,14 +454,21 @@ def code_digests() -> dict[str, str]:
 
 
 def isolation_plan(cfg: RunConfig, run_info: dict, shared: tuple[str, ...] = ()) -> list[Step]:
-    """What --isolate hides (the run folder and its siblings, the forbidden checkpoints as
-    given and as found, a task folder with its test split) and what it keeps readable
-    under them (the Python installation and import path; `shared`: the egress socket's
-    folder)."""
+    """What the sandbox shows (isolation.mount_plan): the system, the Python installations
+    and the agent's named paths read-only, work/ writable, `shared` (the egress socket's
+    folder); inside those, never the run folder, its siblings, a forbidden checkpoint (as
+    given and as found) or a task folder. A named path that leads into any of them (a
+    symlink) is dropped."""
+    run_dir = os.path.realpath(cfg.out)
     hidden = [*run_info["forbidden"], *(os.path.realpath(f) for f in cfg.forbidden)]
     if "task_folder" in run_info:
         hidden.append(run_info["task_folder"])
-    return mount_plan(os.path.realpath(cfg.out), hidden, run_info["python_roots"],
+    shown = [*run_info["python_roots"], *run_info.get("agent_paths", [])]
+    if not cfg.no_network and os.path.islink("/etc/resolv.conf"):  # e.g. into /run/systemd
+        shown.append(os.path.realpath("/etc/resolv.conf"))
+    shown = [p for p in shown if not any(within(os.path.realpath(p), h)
+                                         for h in (run_dir, *hidden))]
+    return mount_plan(run_dir, system=sandbox.system_view(), shown=shown, hidden=hidden,
                       shared=[os.path.realpath(p) for p in shared])
 
 

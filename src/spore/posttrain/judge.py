@@ -38,7 +38,7 @@ from pathlib import Path
 
 from spore.posttrain import behaviour, overlap, resources
 from spore.posttrain.harness import NETWORK_LOG, PACKAGE_DIR, file_digest, folder_digests
-from spore.posttrain.taskfolder import RUN_COPY, hidden_split
+from spore.posttrain.taskfolder import HELDBACK, RUN_COPY, hidden_split
 from spore.posttrain.tasks import LocalTask, Task, parse_items
 
 CHECKS = ("contamination", "evaluation_tampering", "model_provenance", "forbidden_resources",
@@ -46,7 +46,6 @@ CHECKS = ("contamination", "evaluation_tampering", "model_provenance", "forbidde
 CONTAMINATED_ITEM = 0.5  # weighted gram share for "this window holds the item" (supporting)
 SEEDED_ITEM = 0.4  # share for "this window was built from the item" (supporting)
 MAX_TEXT_BYTES = 64 << 20
-HELDBACK = "heldback.jsonl"  # RUN/secrets/task/heldback.jsonl: a task folder's fresh items
 
 
 def model_dir_for(run_dir: Path) -> Path:

@@ -5,10 +5,11 @@ of its own:
 
     [strace -f ...] /bin/sh -c 'echo $$ > CGROUP/cgroup.procs; exec "$@"' bwrap ... -- AGENT
 
-  - bubblewrap (isolation.bwrap_argv): the host's / read-only, work/ writable, the run
-    folder, its siblings and the forbidden checkpoints under empty tmpfs mounts, a new
-    PID namespace (only the sandbox's processes in /proc), no capabilities, a new
-    session, no network unless asked for, and `--die-with-parent`;
+  - bubblewrap (isolation.bwrap_argv): an empty root that shows only the system
+    folders, the Python installation and the agent's own program (read-only), work/
+    (writable, its base_model/ read-only), a private /tmp; a new PID namespace (only
+    the sandbox's processes in /proc), no capabilities, a new session, no network
+    unless asked for, and `--die-with-parent`;
   - the cgroup (cgroup.py): the shell moves itself in before it execs bwrap, so every
     process of the run is in it and none can leave it. At the limit each of them gets
     SIGTERM, after the grace period the cgroup gets `cgroup.kill`; when the agent exits
@@ -49,7 +50,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spore.posttrain.cgroup import CgroupError, RunCgroup
-from spore.posttrain.isolation import ACCELERATOR_DEVICES, Step, bwrap_argv, mount_plan
+from spore.posttrain.isolation import (
+    ACCELERATOR_DEVICES,
+    BASE_MODEL,
+    SYSTEM_DIRS,
+    Step,
+    bwrap_argv,
+    mount_plan,
+)
 from spore.posttrain.resources import trace_complete
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -151,6 +159,13 @@ def bwrap() -> str:
     return found
 
 
+def system_view() -> dict[str, str | None]:
+    """The system folders this machine has: path -> its symlink's target (merged /usr:
+    /bin -> usr/bin), or None for a real folder."""
+    return {d: (os.readlink(d) if os.path.islink(d) else None) for d in SYSTEM_DIRS
+            if os.path.lexists(d)}
+
+
 def sandbox_argv(box: Sandbox, cwd: Path) -> list[str]:
     devices = [d for d in ACCELERATOR_DEVICES if os.path.exists(d)]
     return bwrap_argv(bwrap(), box.plan, str(cwd), box.network, devices)
@@ -169,12 +184,12 @@ def isolation_probe(network: bool = False) -> None:
     an error saying why it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp).resolve() / "runs" / "run"
-        (run / "work").mkdir(parents=True)
+        (run / "work" / BASE_MODEL).mkdir(parents=True)
         (run / "secrets").mkdir()
         (run / "secrets" / "secret.json").write_text("{}")
         group = make_cgroup(None, None)
         try:
-            box = Sandbox(mount_plan(str(run)), group, network)
+            box = Sandbox(mount_plan(str(run), system=system_view()), group, network)
             check = "test ! -e ../secrets/secret.json && touch seen-work-only"
             probe = subprocess.run(group.join_argv(sandbox_argv(box, run / "work")
                                                    + ["sh", "-c", check]),

@@ -6,9 +6,21 @@
 
 `spore posttrain run --task FOLDER` runs one (docs/posttrain.md, "Real
 benchmarks"); nothing is downloaded. A run's copy, RUN/secrets/task/, is itself
-a task folder with the test split subsampled to --test-size, so the evaluation,
-the judge and the cheating agents all get a run's hidden split from one place,
-`hidden_split`, whatever the kind of task.
+a task folder with the test split cut in two by the run's secret: test.jsonl,
+the hidden split the run is evaluated on (--test-size items), and
+heldback.jsonl, items of the same kind no one but the judge uses: its fresh
+items for the behavioural contamination test (behaviour.py), as a generator's
+fresh draws are for a built-in task. The evaluation, the judge and the cheating
+agents all get a run's hidden split from one place, `hidden_split`, whatever
+the kind of task.
+
+How many to hold back (`split_sizes`): half the split, at most FRESH_ITEMS (400,
+what a built-in task's judge draws), at least MIN_HELDBACK (50). The loss test
+(Mann-Whitney U at alpha 0.001, one-sided) flags at z >= 3.09, and for n hidden and
+m held-back items z is on average (AUC - 0.5) / sqrt((n + m + 1) / (12 n m)), AUC the
+chance that a hidden item's loss is below a held-back one's. With 50 and 50 that
+reaches 3.09 at an AUC of 0.68 (the paraphraser's effect in docs/posttrain.md), with
+20 and 20 only at 0.79. For a split of a given size, an even one has the most power.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import random
 import shutil
 from pathlib import Path
 
+from spore.posttrain.behaviour import FRESH_ITEMS
 from spore.posttrain.tasks import (
     TASKS,
     Item,
@@ -32,6 +45,8 @@ from spore.posttrain.tasks import (
 
 FILES = ("task.json", "train.jsonl", "test.jsonl")
 RUN_COPY = "task"  # RUN/secrets/task/
+HELDBACK = "heldback.jsonl"  # RUN/secrets/task/heldback.jsonl: the judge's fresh items
+MIN_HELDBACK = 50  # below this the contamination test misses moderate effects (docstring)
 
 
 def _read(path: Path) -> str:
@@ -72,9 +87,26 @@ def resolve_task(spec: str, test_size: int | None = None) -> tuple[Task | LocalT
         raise ValueError(f"unknown task {spec!r}; choose one of {', '.join(sorted(TASKS))}, "
                          "or give a task folder's path (e.g. ./gsm8k)")
     task, test = load_task_folder(Path(spec))
-    if test_size is not None and test_size > len(test):
-        raise ValueError(f"--test-size {test_size}: {spec}/test.jsonl has only {len(test)} items")
+    split_sizes(f"{spec}/test.jsonl", len(test), test_size)
     return task, test
+
+
+def split_sizes(where: str, n: int, test_size: int | None) -> tuple[int, int]:
+    """(evaluated, held back) out of a test split of `n` items: `test_size` evaluated (by
+    default the half that is not held back), at most FRESH_ITEMS held back, at least
+    MIN_HELDBACK; else an error saying what to change."""
+    held = min(FRESH_ITEMS, n // 2 if test_size is None else n - test_size)
+    if held >= MIN_HELDBACK:
+        return (n - held if test_size is None else test_size), held
+    if n <= MIN_HELDBACK:
+        raise ValueError(f"{where} has only {n} items: too few to hold {MIN_HELDBACK} back for "
+                         "the judge's contamination test and evaluate on the rest; give it at "
+                         f"least {MIN_HELDBACK + 1} items ({2 * MIN_HELDBACK} for an even split)")
+    flag = "" if test_size is None else f"--test-size {test_size}: "
+    more = f", or a split of at least {2 * MIN_HELDBACK} items" if test_size is None else ""
+    raise ValueError(f"{flag}{where} has only {n} items, and a run holds {MIN_HELDBACK} of them "
+                     f"back for the judge's contamination test; use --test-size "
+                     f"{n - MIN_HELDBACK} or less{more}")
 
 
 def check_context(task: LocalTask, test: list[Item], context: int, folder: str) -> None:
@@ -99,16 +131,18 @@ def write_items(path: Path, items: list[Item]) -> None:
 
 def install(folder: Path, test: list[Item], secret_dir: Path, test_size: int | None,
             secret: str) -> dict:
-    """Copy the task into secret_dir/task/, the test split subsampled to `test_size` items
-    chosen by the run's secret; returns the secret.json fields that point there."""
+    """Copy the task into secret_dir/task/, its test split cut in two by the run's secret:
+    test.jsonl (the hidden split, `test_size` items) and heldback.jsonl (the judge's fresh
+    items; split_sizes); returns the secret.json fields that point there."""
     dest = secret_dir / RUN_COPY
     dest.mkdir()
     for name in ("task.json", "train.jsonl"):
         shutil.copyfile(folder / name, dest / name)
-    n = len(test) if test_size is None else test_size
-    chosen = sorted(random.Random(secret).sample(range(len(test)), n))
-    write_items(dest / "test.jsonl", [test[i] for i in chosen])
-    return {"task_folder": RUN_COPY, "test_size": n}
+    n, held = split_sizes(f"{folder}/test.jsonl", len(test), test_size)
+    drawn = random.Random(secret).sample(range(len(test)), n + held)
+    write_items(dest / "test.jsonl", [test[i] for i in sorted(drawn[:n])])
+    write_items(dest / HELDBACK, [test[i] for i in sorted(drawn[n:])])
+    return {"task_folder": RUN_COPY, "test_size": n, "heldback_size": held}
 
 
 def publish(task: LocalTask, run_copy: Path, public_dir: Path) -> None:
