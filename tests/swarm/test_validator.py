@@ -261,20 +261,25 @@ def test_the_audit_recomputes_an_honest_validator_and_names_a_dishonest_one(net,
     assert audit(store, genesis, windows, corpus).field == "gather_next"
 
 
+def flooded_window(net, honest: int, noise: int):
+    """Window 1 of a network of `honest` peers (window 0 trained) with `noise` noise ids uploading too."""
+    _, v, _, _ = net
+    peers = [make_peer(net, bytes([65 + i])) for i in range(honest)]
+    honest_windows(net, peers, v, 1)
+    for p in [make_peer(net, bytes([100 + i]), "noise") for i in range(noise)]:
+        upload(net, p, 1)
+    for p in peers:
+        sync_to(p, v)
+        upload(net, p, 1)
+    return peers, v.replica.gather(1)
+
+
 def test_under_a_flood_established_peers_are_measured_first(net):
     from spore.swarm.scoring import PeerState
     from spore.swarm.validator import measurement_order
 
     _, v, _, _ = net
-    peers = [make_peer(net, bytes([65 + i])) for i in range(2)]
-    honest_windows(net, peers, v, 1)
-    flood = [make_peer(net, bytes([100 + i]), "noise") for i in range(6)]
-    for p in flood:
-        upload(net, p, 1)
-    for p in peers:
-        sync_to(p, v)
-        upload(net, p, 1)
-    g = v.replica.gather(1)
+    peers, g = flooded_window(net, honest=2, noise=6)
     states = {peers[0].identity.hex: PeerState(mu=30, sigma=1, ema=0.5, sync=1.0)}
     order = measurement_order(g.accepted, states, {s.peer.hex(): 0.0 for s in g.accepted}, {}, v.link(1))
     assert order[0].peer == peers[0].identity.id  # established: first, whatever the flood
@@ -291,16 +296,7 @@ def test_a_flood_of_barely_useful_ids_cannot_hide_an_honest_newcomer(net):
     from spore.swarm.scoring import PeerState
     from spore.swarm.validator import measurement_order
 
-    _, v, _, _ = net
-    peers = [make_peer(net, bytes([65 + i])) for i in range(3)]
-    honest_windows(net, peers, v, 1)
-    flood = [make_peer(net, bytes([100 + i]), "noise") for i in range(6)]
-    for p in flood:
-        upload(net, p, 1)
-    for p in peers:
-        sync_to(p, v)
-        upload(net, p, 1)
-    g = v.replica.gather(1)
+    peers, g = flooded_window(net, honest=3, noise=6)
     newcomer, failed, _ = (p.identity.hex for p in peers)
     screen = {s.peer.hex(): 1e-4 for s in g.accepted}  # every flood id "helps", barely
     screen[newcomer] = screen[failed] = 0.05
