@@ -85,6 +85,8 @@ def sft(model, pairs: list[tuple[str, str]], budget_s: float, *, batch_size: int
         raise ValueError("no training examples")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     model.train()
+    if (WORK / "task.json").is_file():  # in a run: the budget was set before torch loaded; keep the deadline
+        budget_s = min(budget_s, train_budget())
     t0 = time.monotonic()
     t_end = t0 + budget_s
     steps = 0
