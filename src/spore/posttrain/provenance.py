@@ -14,32 +14,61 @@ PostTrainBench v2 write-up says as much), so we compare weights:
   the base-to-X distance of X, was derived from X; the margin keeps a long
   honest run that drifts toward X (same task, same kind of training) clean.
 
-- update direction: per inner 2-D tensor, the cosine between the final model's
-  update (final - base) and a checkpoint's (X - base). Honest fine-tunes of
-  the same task share some direction with X; an interpolation
-  base + a*(X - base), or a tensor copied from X, shares all of it (cosine 1).
+The other rules ask whether the final model's own update, u = final - base,
+holds the checkpoint's update, v = X - base, more than training explains. They
+compare u with v matrix by matrix, not a distance to X as a share of the
+base-to-X distance: that share is ill-conditioned when X is near the base, and
+a spectral rule built on it flagged honest fine-tunes of one task as copies of
+another task's checkpoint (red team F3, tests/posttrain/redteam/FINDINGS.md).
+The nearest-checkpoint rule above is such a share; it relies on the registry
+being trained much longer than any run.
 
-Permuted or rescaled copies defeat every comparison here by construction;
-fingerprint.py compares function and invariant spectra for those.
+- update direction: cos(u, v) over a whole matrix is 1 for an interpolation
+  base + t(X - base), for any t, and for a tensor copied from X. A copy of X
+  with noise as large as v added to every matrix has cos(u, v) ~ 1/sqrt(2),
+  inside what honest runs show (red team F2). Noise spreads over all m*n
+  directions of a matrix, while a fine-tune's update lives mostly in a few, so
+  the rule uses the **core cosine**: u and v compared only inside v's top
+  r = min(m, n) // 8 left and right singular directions, where i.i.d. noise
+  keeps r^2 / (m n) (1/64) of its energy. A copy, an interpolation and a noised
+  copy of X all score ~1 there on every matrix they took from X. An honest
+  fine-tune of the same task shares some of X's top directions but weighs them
+  its own way (at most 0.77 measured, below). Compared on every inner weight matrix and on each layer's
+  re-parametrisation-invariant QK, OV and MLP (fingerprint.invariant_matrices),
+  so a layer copied with its neurons and heads permuted or rescaled scores 1 too.
 
-Registry checkpoints must be far from the base compared with what an honest
-run can move in its time limit (make-reference trains much longer than any
-run); docs/posttrain.md states this assumption.
+The embedding and the head are not compared by direction: every fine-tune of a
+task moves the head toward the task's answer bytes alike (honest runs: whole-
+matrix cosine 0.85 to 0.94, core cosine ~1). Nor is the invariant GATE
+(Wgate g2): a neuron permutation permutes its rows, so only the raw gate_proj
+is compared.
+
+Residual-stream permutations or rotations change every matrix at once and leave
+no lineage with the base; fingerprint.py compares function for whole-model
+disguises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-# Measured (benchmarks/judge_calibration.py; docs/posttrain.md, "The judge"): honest
-# fine-tunes of 300 to 1,000 steps keep a lineage cosine of 0.40 to 0.87, an
-# independent initialization has ~0 (sd ~1/128 per matrix); their inner matrices'
-# update cosine with the task's checkpoint is at most 0.50, an interpolation's is 1.
+from spore.posttrain.fingerprint import invariant_matrices
+
+# Measured (benchmarks/judge_calibration.py; docs/posttrain.md, "How the thresholds
+# were chosen"): 19 honest models on 3 bases keep a lineage cosine of 0.40 to 0.999,
+# an independent initialization has ~0 (sd ~1/128 per matrix). Against the checkpoints
+# of their own task and of another (38 pairs), their largest core cosine was 0.77
+# (whole-matrix: 0.65); the red team's noised and repaired copies of X scored 0.994 to
+# 0.998 (whole-matrix: 0.71 on the raw matrices), interpolations and copied layers,
+# permuted or not, 0.99 to 1.00. The margin narrows on narrow models with short
+# registries (hidden 64, 300 steps: honest runs of the same recipe reached 0.90).
 LINEAGE_MIN_COSINE = 0.1
 FORBIDDEN_RADIUS = 0.5  # of the base-to-checkpoint distance
-UPDATE_COSINE = 0.9
+CORE_COSINE = 0.9
+CORE_FRACTION = 8  # the core is v's top min(m, n) // 8 singular directions
+DIRECTION_MATRICES = ("QK", "OV", "MLP")  # a layer's invariant matrices compared by direction
 MOVED = 1e-3  # a tensor whose update is under this share of its norm has no direction
 ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size",
              "num_attention_heads", "num_key_value_heads", "vocab_size",
@@ -70,7 +99,7 @@ def relative_distance(a: Weights, b: Weights, scale: Weights) -> float:
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.nn.functional.cosine_similarity(a.float().flatten(), b.float().flatten(),
+    return float(torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(),
                                                        dim=0))
 
 
@@ -90,18 +119,40 @@ def embedding_cosine(final: Weights, base: Weights) -> float:
     return float(torch.cat(rows).median()) if rows else 0.0
 
 
+def core_cosine(u: torch.Tensor, v: torch.Tensor, fraction: int = CORE_FRACTION) -> float:
+    """cos(u, v) inside v's top r = min(m, n) // fraction singular directions: with
+    v = U S V^T, the cosine of U_r^T u V_r with diag(S_r). Noise i.i.d. over u's
+    entries keeps r^2 / (m n) of its energy there; v's largest directions keep most."""
+    left, s, right = torch.linalg.svd(v.double(), full_matrices=False)
+    r = max(1, min(v.shape) // fraction)
+    core = left[:, :r].T @ u.double() @ right[:r].T
+    return _cos(core, torch.diag(s[:r]))
+
+
+def _updates(final: Weights, base: Weights, x: Weights):
+    """(name, u, v) for every matrix compared by direction that moved from the base."""
+    pairs = [(k, final[k], base[k], x[k]) for k in final if final[k].dim() == 2 and _inner(k)]
+    fi, bi, xi = invariant_matrices(final), invariant_matrices(base), invariant_matrices(x)
+    pairs += [(k, fi[k], bi[k], xi[k]) for k in fi if k.endswith(DIRECTION_MATRICES)]
+    for k, f, b, xk in pairs:
+        u, v = f.double() - b.double(), xk.double() - b.double()
+        if float(u.norm()) > MOVED * float(b.double().norm()) and float(v.norm()) > 0:
+            yield k, u, v
+
+
 def update_cosines(final: Weights, base: Weights, x: Weights) -> dict[str, float]:
-    """Per inner 2-D tensor that moved, cos(final - base, X - base). The head is left
-    out: every fine-tune of a task moves it toward the task's answer bytes alike
-    (honest runs measured up to 0.94 there)."""
-    out = {}
-    for k in final:
-        if final[k].dim() != 2 or not _inner(k):
-            continue
-        u, v = final[k].float() - base[k].float(), x[k].float() - base[k].float()
-        if float(u.norm()) > MOVED * float(base[k].float().norm()) and float(v.norm()) > 0:
-            out[k] = round(_cos(u, v), 5)
-    return out
+    """Whole-matrix cos(final - base, X - base) per inner 2-D tensor and per layer's
+    invariant QK, OV and MLP (named layerN.QK ...) that moved."""
+    return {k: round(_cos(u, v), 5) for k, u, v in _updates(final, base, x)}
+
+
+def core_cosines(final: Weights, base: Weights, x: Weights) -> dict[str, float]:
+    """core_cosine(final - base, X - base) for the same matrices."""
+    return {k: round(core_cosine(u, v), 5) for k, u, v in _updates(final, base, x)}
+
+
+def _top(d: dict[str, float], n: int = 3) -> dict[str, float]:
+    return dict(sorted(d.items(), key=lambda kv: -kv[1])[:n])
 
 
 @dataclass(frozen=True)
@@ -111,7 +162,8 @@ class Provenance:
     distance_to_base: float | None
     distances_to_forbidden: dict[str, float]
     lineage_cosine: float | None
-    update_cosines: dict[str, dict[str, float]]  # checkpoint -> the largest few tensors' cosines
+    update_cosines: dict[str, dict[str, float]]  # checkpoint -> the largest few matrices' cosines
+    core_cosines: dict[str, dict[str, float]] = field(default_factory=dict)  # the same, in the core
 
 
 def judge_weights(final: Weights, final_cfg: dict, base: Weights, base_cfg: dict,
@@ -130,6 +182,7 @@ def judge_weights(final: Weights, final_cfg: dict, base: Weights, base_cfg: dict
                        f"{embedding_cosine(final, base):.3f})")
     d_forbidden: dict[str, float] = {}
     aligned: dict[str, dict[str, float]] = {}
+    cores: dict[str, dict[str, float]] = {}
     for name, (w, cfg) in forbidden.items():
         if arch_differences(final_cfg, cfg, final, w):
             continue  # a different architecture cannot be the source of these weights
@@ -140,12 +193,12 @@ def judge_weights(final: Weights, final_cfg: dict, base: Weights, base_cfg: dict
             reasons.append(f"closer to forbidden checkpoint {name} ({d:.4f}) than to the "
                            f"base ({d_base:.4f}), within {FORBIDDEN_RADIUS} of the base-to-"
                            f"checkpoint distance {gap:.4f}")
-        cosines = update_cosines(final, base, w)
-        top = dict(sorted(cosines.items(), key=lambda kv: -kv[1])[:3])
-        aligned[name] = top
-        if top and max(top.values()) >= UPDATE_COSINE:
-            k, c = next(iter(top.items()))
+        aligned[name] = _top(update_cosines(final, base, w))
+        cores[name] = _top(core_cosines(final, base, w))
+        if cores[name] and max(cores[name].values()) >= CORE_COSINE:
+            k, c = next(iter(cores[name].items()))
             reasons.append(f"update of {k} points at forbidden checkpoint {name}: "
-                           f"cos(final - base, checkpoint - base) = {c:.3f} >= {UPDATE_COSINE} "
-                           "(an interpolation toward it or a copied tensor)")
-    return Provenance(bool(reasons), reasons, d_base, d_forbidden, cos, aligned)
+                           f"cos(final - base, checkpoint - base) inside the checkpoint's top "
+                           f"singular directions = {c:.3f} >= {CORE_COSINE} (a copy, "
+                           "interpolation or noised copy of its update)")
+    return Provenance(bool(reasons), reasons, d_base, d_forbidden, cos, aligned, cores)
