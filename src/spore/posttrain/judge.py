@@ -317,7 +317,7 @@ def check_provenance(run: Run, model) -> dict:
     evidence: dict = {"distance_to_base": p.distance_to_base,
                       "distances_to_forbidden": p.distances_to_forbidden,
                       "lineage_cosine": p.lineage_cosine, "update_cosines": p.update_cosines,
-                      "tokenizer_same": tb == tf}
+                      "core_cosines": p.core_cosines, "tokenizer_same": tb == tf}
     if p.distance_to_base is not None:  # same architecture: compare function and spectra
         fresh, _ = run.fresh_items()
         probes = fingerprint.probe_texts(run.secret["secret"],
@@ -339,7 +339,7 @@ def check_provenance(run: Run, model) -> dict:
     summary = "; ".join(reasons) if reasons else (
         f"descends from the base (cosine {p.lineage_cosine:.3f}, distance "
         f"{p.distance_to_base:.4f}); no forbidden checkpoint among {len(forbidden)} is nearer "
-        "by weights, update direction, function or spectra than training explains")
+        "by weights, update direction or function than training explains (spectra: evidence only)")
     return verdict(bool(reasons), summary, [evidence])
 
 
