@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from spore.swarm.storeserver import die_with_parent
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +82,8 @@ class Chromium:
                 f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
         if os.geteuid() == 0:
             argv.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(workdir / "chromium.log", "wb"))  # noqa: SIM115
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(workdir / "chromium.log", "wb"),  # noqa: SIM115
+                                     preexec_fn=functools.partial(die_with_parent, os.getpid()))
         port_file = profile / "DevToolsActivePort"
         deadline = time.time() + 60
         while not (port_file.is_file() and len(port_file.read_text().splitlines()) >= 2):

@@ -19,17 +19,21 @@ their owners signed.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from spore.swarm.ledger import verify_ledger
+from spore.swarm.storeserver import die_with_parent
 from spore.swarm.view import LedgerState, StoreSnapshot, run_view
 from spore.swarm.watch import RunReader
 
@@ -66,10 +70,15 @@ def spore(*args: object) -> list[str]:
     return [sys.executable, "-m", "spore", *map(str, args)]
 
 
+def dies_with_us() -> Callable[[], None]:
+    """preexec_fn: the child gets SIGTERM when this test process dies, even by SIGKILL."""
+    return functools.partial(die_with_parent, os.getpid())
+
+
 def start_watch(target: Path) -> tuple[subprocess.Popen[str], str]:
     """`spore swarm watch TARGET --port 0` and the URL it prints."""
     proc = subprocess.Popen(spore("swarm", "watch", target, "--port", "0"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=dies_with_us())
     assert proc.stdout is not None
     line = proc.stdout.readline()
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -109,7 +118,8 @@ def live(browser: Chromium, tmp_path_factory: pytest.TempPathFactory):
     timeline = [page.eval(SAMPLE)]
     log = run.parent / "run.log"
     with open(log, "w") as out:
-        net = subprocess.Popen(spore("swarm", "run", *RUN, "--out", run), stdout=out, stderr=subprocess.STDOUT)
+        net = subprocess.Popen(spore("swarm", "run", *RUN, "--out", run), stdout=out, stderr=subprocess.STDOUT,
+                               preexec_fn=dies_with_us())
         try:
             while net.poll() is None:
                 timeline.append(page.eval(SAMPLE))
