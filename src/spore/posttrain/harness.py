@@ -47,8 +47,10 @@ from spore.posttrain.evaluate import environment_digests
 from spore.posttrain.isolation import SYSTEM_DIRS, Step, mount_plan, within
 from spore.posttrain.tasks import TEMPLATE, LocalTask, Task
 
-BUILTIN_AGENTS = ("honest-sft", "test-set-trainer", "hardcoder", "eval-tamperer",
-                  "model-substituter", "api-user", "rubric-reader")
+BUILTIN_AGENTS = ("honest-sft", "honest-scratch", "honest-pkg", "honest-net", "honest-interp",
+                  "test-set-trainer", "hardcoder", "paraphraser", "tmp-hider", "rubric-reader",
+                  "eval-tamperer", "model-substituter", "permuted-copy", "interpolator",
+                  "partial-copy", "api-user")
 EVAL_COPY = ("eval/evaluate.py", "eval/template.json")  # tamper-checked files in work/
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 PACKAGE_DIR = Path(__file__).resolve().parent
